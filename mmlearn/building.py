@@ -1,0 +1,37 @@
+"""Turning a composed config into the objects a run needs; shared by training and evaluation."""
+
+from __future__ import annotations
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from mmlearn.module import VLMFineTuner
+
+
+def build_datamodule(cfg: DictConfig):
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule
+
+
+def build_module(cfg: DictConfig, task, *, adapter_dir=None, spec=None) -> VLMFineTuner:
+    spec = spec if spec is not None else instantiate(cfg.model, _convert_="all")
+    return VLMFineTuner(
+        spec=spec,
+        task=task,
+        adapter=None if adapter_dir else instantiate(cfg.peft.adapter, _convert_="all"),
+        quantization=instantiate(cfg.peft.quantization, _convert_="all"),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler),
+        extra_new_tokens=cfg.extra_new_tokens,
+        adapter_dir=adapter_dir,
+    )
+
+
+def build_callbacks(cfg: DictConfig) -> list:
+    return [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    return [instantiate(node, _convert_="all") for node in (cfg.get("logger") or {}).values() if node is not None]

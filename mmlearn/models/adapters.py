@@ -1,0 +1,36 @@
+"""Putting a PEFT adapter (or nothing, for a full fine-tune) on a loaded model."""
+
+from __future__ import annotations
+
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+
+def attach_adapter(model, adapter: LoraConfig | None, quantized: bool):
+    if quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if adapter is None:
+        if quantized:
+            raise ValueError("a 4-bit model cannot be fully fine-tuned: use peft=qlora with an adapter")
+        model.requires_grad_(True)
+        return model
+    model = get_peft_model(model, adapter)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"adapter target_modules {adapter.target_modules!r} matched no trainable module")
+    return model
+
+
+def load_adapter(model, adapter_dir):
+    """Load a saved adapter and refuse one whose weights do not all reach the model."""
+    model = PeftModel.from_pretrained(model, adapter_dir)
+    return model
+
+
+def parameter_counts(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def describe_trainable(model) -> str:
+    trainable, total = parameter_counts(model)
+    return f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / max(total, 1):.3f}%)"

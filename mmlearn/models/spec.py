@@ -1,0 +1,74 @@
+"""What `conf/model/*.yaml` describes: where a checkpoint lives and how to load and prompt it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+
+@dataclass
+class ModelSpec:
+    """One VLM checkpoint. `build` (tiny presets only) writes the checkpoint when `pretrained` is missing."""
+
+    name: str
+    family: str
+    pretrained: str
+    prompt: Any
+    lora_target_modules: str
+    skip_quantization_modules: list[str]
+    torch_dtype: str = "bfloat16"
+    revision: str | None = None
+    trust_remote_code: bool = False
+    attn_implementation: str | None = None
+    processor_kwargs: dict = field(default_factory=dict)
+    build: Callable[..., Path] | None = None
+
+    def ensure_local(self) -> None:
+        """Build a tiny preset once, atomically, so concurrent runs never see a half-written checkpoint."""
+        if self.build is None or Path(self.pretrained, "config.json").is_file():
+            return
+        target = Path(self.pretrained)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        self.build(staging)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)  # another process finished first
+            if not Path(self.pretrained, "config.json").is_file():
+                raise
+
+    def load_processor(self):
+        self.ensure_local()
+        return AutoProcessor.from_pretrained(
+            self.pretrained, revision=self.revision, trust_remote_code=self.trust_remote_code, **self.processor_kwargs
+        )
+
+    def load_model(self, quantization=None, device_map=None):
+        self.ensure_local()
+        kwargs: dict[str, Any] = {
+            "revision": self.revision,
+            "trust_remote_code": self.trust_remote_code,
+            "dtype": getattr(torch, self.torch_dtype),
+            "use_safetensors": True,
+        }
+        if self.attn_implementation:
+            kwargs["attn_implementation"] = self.attn_implementation
+        if quantization is not None:
+            kwargs["quantization_config"] = quantization
+            kwargs["device_map"] = device_map or {"": _default_device()}
+        return AutoModelForImageTextToText.from_pretrained(self.pretrained, **kwargs)
+
+
+def _default_device() -> str:
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return "cpu"

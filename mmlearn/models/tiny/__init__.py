@@ -1,0 +1,1 @@
+"""Tiny random checkpoints built offline, saved once, then loaded like real ones."""

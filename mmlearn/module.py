@@ -1,0 +1,118 @@
+"""The LightningModule: a HF vision-language model with its adapter, trained on answer tokens and
+validated by generating answers and scoring them with the task metrics."""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+
+import lightning as L
+import torch
+
+from mmlearn.metrics import TaskMetrics
+from mmlearn.models.adapters import attach_adapter, describe_trainable, load_adapter
+
+log = logging.getLogger(__name__)
+
+
+class VLMFineTuner(L.LightningModule):
+    def __init__(
+        self,
+        spec,
+        task,
+        adapter=None,
+        quantization=None,
+        optimizer=None,
+        scheduler=None,
+        extra_new_tokens: int = 4,
+        adapter_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.task = task
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.extra_new_tokens = extra_new_tokens
+        self.processor = spec.load_processor()
+        base = spec.load_model(quantization=quantization)
+        if adapter_dir is not None:
+            self.model = load_adapter(base, adapter_dir)
+        else:
+            self.model = attach_adapter(base, adapter, quantized=quantization is not None)
+        self.is_peft = adapter is not None or adapter_dir is not None
+        self.strict_loading = False  # checkpoints hold only the trainable weights
+        self.val_metrics = TaskMetrics(task.labels, task.kind)
+        self.test_metrics = TaskMetrics(task.labels, task.kind)
+        log.info(describe_trainable(self.model))
+
+    @cached_property
+    def max_new_tokens(self) -> int:
+        longest = self.processor.tokenizer(self.task.longest_answer(), add_special_tokens=False)["input_ids"]
+        return len(longest) + 1 + self.extra_new_tokens
+
+    def training_step(self, batch, batch_idx):
+        loss = self.model(**batch["inputs"]).loss
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
+        return loss
+
+    @torch.no_grad()
+    def generate_answers(self, inputs: dict) -> list[str]:
+        tokenizer = self.processor.tokenizer
+        out = self.model.generate(
+            **inputs,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        return tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+
+    def _evaluate_batch(self, batch, metrics: TaskMetrics) -> list[dict]:
+        outputs = self.generate_answers(batch["inputs"])
+        records, preds, golds, oks = [], [], [], []
+        for sample_id, raw, gold in zip(batch["ids"], outputs, batch["gold"], strict=True):
+            parsed = self.task.parse(raw)
+            preds.append(self.task.prediction_row(parsed, gold))
+            golds.append(self.task.to_multi_hot(gold))
+            oks.append(parsed.ok)
+            records.append({"id": sample_id, "output": raw, "parsed": None if parsed.labels is None else list(parsed.labels),
+                            "parse_ok": parsed.ok, "gold": list(gold)})
+        metrics.update(torch.stack(preds).to(self.device), torch.stack(golds).to(self.device),
+                       torch.tensor(oks, device=self.device))
+        return records
+
+    def validation_step(self, batch, batch_idx):
+        return self._evaluate_batch(batch, self.val_metrics)
+
+    def test_step(self, batch, batch_idx):
+        return self._evaluate_batch(batch, self.test_metrics)
+
+    def _log_metrics(self, stage: str, metrics: TaskMetrics) -> None:
+        values = metrics.compute()
+        metrics.reset()
+        headline = values.pop("f1_macro")
+        self.log(f"{stage}/f1_macro", headline, prog_bar=True)
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()})
+
+    def on_validation_epoch_end(self):
+        self._log_metrics("val", self.val_metrics)
+
+    def on_test_epoch_end(self):
+        self._log_metrics("test", self.test_metrics)
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer, num_training_steps=self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint):
+        trainable = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+
+    def save_trained(self, directory) -> None:
+        """PEFT adapter format (or the full model for a full fine-tune), plus the processor."""
+        self.model.save_pretrained(directory)
+        self.processor.save_pretrained(directory)

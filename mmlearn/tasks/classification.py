@@ -1,0 +1,131 @@
+"""Generative classification: the label set drives the prompt, the target and the parser."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import torch
+
+_JSON_ARRAY = re.compile(r"\[[^\[\]]*\]", re.DOTALL)
+
+
+def normalise(label: str) -> str:
+    """Case- and whitespace-insensitive form used to match generated labels to the label set."""
+    return " ".join(label.strip().lower().replace("_", " ").split())
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What the parser made of one generated answer; `labels` is None when nothing valid was found."""
+
+    labels: tuple[str, ...] | None
+
+    @property
+    def ok(self) -> bool:
+        return self.labels is not None
+
+
+class ClassificationTask:
+    """Shared label bookkeeping; subclasses define the prompt wording, target and parser."""
+
+    kind: str = ""
+
+    def __init__(self, labels: list[str], instruction: str) -> None:
+        if not labels:
+            raise ValueError("a classification task needs at least one label")
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"duplicate labels in the label set: {labels}")
+        self.labels = list(labels)
+        self.instruction = instruction
+        self._by_norm = {normalise(label): label for label in self.labels}
+        if len(self._by_norm) != len(self.labels):
+            raise ValueError(f"labels collide after case/underscore normalisation: {labels}")
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def prompt(self, text: str | None) -> str:
+        """The one prompt used for training, validation, testing and `evaluate.py` alike."""
+        body = self.instruction.format(labels=", ".join(self.labels))
+        return body if text is None else f"{body}\nText: {text}"
+
+    def canonical(self, label: str) -> str | None:
+        return self._by_norm.get(normalise(label))
+
+    def target(self, labels: tuple[str, ...] | list[str]) -> str:
+        raise NotImplementedError
+
+    def parse(self, output: str) -> Parsed:
+        raise NotImplementedError
+
+    def longest_answer(self) -> str:
+        raise NotImplementedError
+
+    def to_multi_hot(self, labels: tuple[str, ...] | list[str]) -> torch.Tensor:
+        index = {label: i for i, label in enumerate(self.labels)}
+        row = torch.zeros(self.num_labels, dtype=torch.long)
+        for label in labels:
+            row[index[label]] = 1
+        return row
+
+    def prediction_row(self, parsed: Parsed, gold: tuple[str, ...]) -> torch.Tensor:
+        """Multi-hot prediction for scoring; a parse failure must score as wrong."""
+        raise NotImplementedError
+
+
+class MultiLabelTask(ClassificationTask):
+    """Zero or more labels, answered as a JSON array in label-set order."""
+
+    kind = "multilabel"
+
+    def target(self, labels):
+        order = {label: i for i, label in enumerate(self.labels)}
+        return json.dumps(sorted(set(labels), key=order.__getitem__))
+
+    def longest_answer(self) -> str:
+        return json.dumps(self.labels)
+
+    def parse(self, output: str) -> Parsed:
+        match = _JSON_ARRAY.search(output)
+        if match is None:
+            return Parsed(None)
+        try:
+            items = json.loads(match.group(0))
+        except json.JSONDecodeError:
+            return Parsed(None)
+        if not all(isinstance(item, str) for item in items):
+            return Parsed(None)
+        known = {self.canonical(item) for item in items} - {None}
+        return Parsed(tuple(label for label in self.labels if label in known))
+
+    def prediction_row(self, parsed, gold):
+        if parsed.ok:
+            return self.to_multi_hot(parsed.labels)
+        # Worst case: every label decision wrong, so a failure never counts as an exact match.
+        return 1 - self.to_multi_hot(gold)
+
+
+class MultiClassTask(ClassificationTask):
+    """Exactly one label, answered as the label itself."""
+
+    kind = "multiclass"
+
+    def target(self, labels):
+        if len(labels) != 1:
+            raise ValueError(f"a multiclass target needs exactly one label, got {list(labels)}")
+        return labels[0]
+
+    def longest_answer(self) -> str:
+        return max(self.labels, key=len)
+
+    def parse(self, output: str) -> Parsed:
+        text = output.strip().strip(".").strip('"').strip()
+        label = self.canonical(text)
+        return Parsed(None) if label is None else Parsed((label,))
+
+    def prediction_row(self, parsed, gold):
+        # A failure predicts no class at all: a miss for the gold class, a false alarm for none.
+        return self.to_multi_hot(parsed.labels if parsed.ok else ())

@@ -1,0 +1,68 @@
+"""One training run: fit with generation-based validation, test the best checkpoint, save the adapter."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from mmlearn.building import build_callbacks, build_datamodule, build_loggers, build_module
+from mmlearn.io import write_atomic, write_json, write_jsonl
+
+log = logging.getLogger(__name__)
+
+
+class RunDirectoryInUse(RuntimeError):
+    pass
+
+
+def prepare_run_dir(cfg: DictConfig) -> Path:
+    out = Path(cfg.paths.output_dir)
+    if (out / "metrics.json").exists():
+        raise RunDirectoryInUse(f"{out} already holds a finished run (metrics.json); choose another hydra.run.dir")
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    return out
+
+
+def write_data_report(out: Path, datamodule) -> None:
+    write_json(out / "data_summary.json", datamodule.summary())
+    skipped = datamodule.skipped()
+    if skipped:
+        write_jsonl(out / "skipped_samples.jsonl", skipped)
+        log.warning("%d samples skipped (data.on_bad_sample=skip); listed in %s", len(skipped),
+                    out / "skipped_samples.jsonl")
+
+
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    callback = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    if callback is None or not callback.best_model_path:
+        log.warning("no best checkpoint (validation never ran); testing the final weights")
+        return None
+    return callback.best_model_path
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    L.seed_everything(cfg.seed, workers=True)
+    out = prepare_run_dir(cfg)
+    datamodule = build_datamodule(cfg)
+    write_data_report(out, datamodule)
+    module = build_module(cfg, datamodule.task)
+    datamodule.connect(module.processor, module.spec.prompt)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg), logger=build_loggers(cfg) or False)
+    trainer.fit(module, datamodule=datamodule)
+    best = best_checkpoint(trainer)
+    best_score = trainer.checkpoint_callback.best_model_score if best else None
+    trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    if best_score is not None:
+        metrics[f"{cfg.optimized_metric}_best"] = float(best_score)
+    if trainer.is_global_zero:
+        module.save_trained(out / ("adapter" if module.is_peft else "model"))
+        write_json(out / "metrics.json", metrics)
+    log.info("run directory: %s", out)
+    return metrics
