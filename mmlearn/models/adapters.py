@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from pathlib import Path
+
+from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, prepare_model_for_kbit_training
+from safetensors.torch import load_file
 
 
 def attach_adapter(model, adapter: LoraConfig | None, quantized: bool):
@@ -22,6 +25,12 @@ def attach_adapter(model, adapter: LoraConfig | None, quantized: bool):
 def load_adapter(model, adapter_dir):
     """Load a saved adapter and refuse one whose weights do not all reach the model."""
     model = PeftModel.from_pretrained(model, adapter_dir)
+    saved = set(load_file(Path(adapter_dir) / "adapter_model.safetensors"))
+    placed = set(get_peft_model_state_dict(model))
+    if saved != placed:
+        stray = sorted(saved - placed)[:5]
+        raise ValueError(f"adapter {adapter_dir} does not fit this model: {len(saved - placed)} saved weights "
+                         f"have no place in it (e.g. {stray}); {len(placed - saved)} adapter weights were not loaded")
     return model
 
 

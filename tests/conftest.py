@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny Qwen2-VL built once per session, and the demo data, both offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_env(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    os.environ.setdefault("MMLEARN_CACHE_DIR", str(cache))
+    os.environ.setdefault("MMLEARN_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["WANDB_MODE"] = "offline"
+    os.environ["WANDB_SILENT"] = "true"
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2vl(offline_env) -> Path:
+    from mmlearn.models.tiny.qwen2vl import build_tiny_qwen2vl
+
+    path = Path(os.environ["MMLEARN_CACHE_DIR"]) / "models" / "qwen2vl_tiny"
+    if not (path / "config.json").is_file():
+        build_tiny_qwen2vl(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_dir(offline_env) -> Path:
+    from mmlearn.data.demo import build_demo
+
+    return build_demo(Path(os.environ["MMLEARN_DATA_DIR"]) / "demo_small",
+                      splits={"train": 16, "val": 8, "test": 8}, image_size=56, seed=0)
+
+
+def compose(overrides: list[str], config_name: str = "train"):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        return hydra_compose(config_name, overrides=overrides, return_hydra_config=False)
