@@ -34,4 +34,6 @@ def build_callbacks(cfg: DictConfig) -> list:
 
 
 def build_loggers(cfg: DictConfig) -> list:
-    return [instantiate(node, _convert_="all") for node in (cfg.get("logger") or {}).values() if node is not None]
+    return [
+        instantiate(node, _convert_="all") for node in (cfg.get("logger") or {}).values() if node is not None
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from torchmetrics import MetricCollection
+from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import (
     MultilabelExactMatch,
     MultilabelF1Score,
@@ -17,7 +18,6 @@ from torchmetrics.classification import (
     MultilabelPrecision,
     MultilabelRecall,
 )
-from torchmetrics.aggregation import MeanMetric
 
 
 class TaskMetrics(torch.nn.Module):

@@ -75,10 +75,20 @@ class VLMFineTuner(L.LightningModule):
             preds.append(self.task.prediction_row(parsed, gold))
             golds.append(self.task.to_multi_hot(gold))
             oks.append(parsed.ok)
-            records.append({"id": sample_id, "output": raw, "parsed": None if parsed.labels is None else list(parsed.labels),
-                            "parse_ok": parsed.ok, "gold": list(gold)})
-        metrics.update(torch.stack(preds).to(self.device), torch.stack(golds).to(self.device),
-                       torch.tensor(oks, device=self.device))
+            records.append(
+                {
+                    "id": sample_id,
+                    "output": raw,
+                    "parsed": None if parsed.labels is None else list(parsed.labels),
+                    "parse_ok": parsed.ok,
+                    "gold": list(gold),
+                }
+            )
+        metrics.update(
+            torch.stack(preds).to(self.device),
+            torch.stack(golds).to(self.device),
+            torch.tensor(oks, device=self.device),
+        )
         return records
 
     def validation_step(self, batch, batch_idx):
@@ -105,7 +115,9 @@ class VLMFineTuner(L.LightningModule):
         optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer, num_training_steps=self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(
+            optimizer, num_training_steps=self.trainer.estimated_stepping_batches
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint):

@@ -25,7 +25,11 @@ def wandb_logger(*, offline: bool | None = None, save_dir: str, **kwargs) -> Wan
     if offline is None:
         offline = os.environ.get("WANDB_MODE") == "offline" or not has_wandb_credentials()
     if offline:
-        log.warning("W&B: no credentials found, logging offline under %s; upload later with "
-                    "`wandb sync %s/wandb/offline-run-*`", save_dir, save_dir)
+        log.warning(
+            "W&B: no credentials found, logging offline under %s; upload later with "
+            "`wandb sync %s/wandb/offline-run-*`",
+            save_dir,
+            save_dir,
+        )
     os.makedirs(save_dir, exist_ok=True)
     return WandbLogger(offline=offline, save_dir=save_dir, **kwargs)

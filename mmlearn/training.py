@@ -23,7 +23,9 @@ class RunDirectoryInUse(RuntimeError):
 def prepare_run_dir(cfg: DictConfig) -> Path:
     out = Path(cfg.paths.output_dir)
     if (out / "metrics.json").exists():
-        raise RunDirectoryInUse(f"{out} already holds a finished run (metrics.json); choose another hydra.run.dir")
+        raise RunDirectoryInUse(
+            f"{out} already holds a finished run (metrics.json); choose another hydra.run.dir"
+        )
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     return out
@@ -34,8 +36,11 @@ def write_data_report(out: Path, datamodule) -> None:
     skipped = datamodule.skipped()
     if skipped:
         write_jsonl(out / "skipped_samples.jsonl", skipped)
-        log.warning("%d samples skipped (data.on_bad_sample=skip); listed in %s", len(skipped),
-                    out / "skipped_samples.jsonl")
+        log.warning(
+            "%d samples skipped (data.on_bad_sample=skip); listed in %s",
+            len(skipped),
+            out / "skipped_samples.jsonl",
+        )
 
 
 def best_checkpoint(trainer: L.Trainer) -> str | None:
@@ -53,7 +58,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     write_data_report(out, datamodule)
     module = build_module(cfg, datamodule.task)
     datamodule.connect(module.processor, module.spec.prompt)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg), logger=build_loggers(cfg) or False)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=build_callbacks(cfg), logger=build_loggers(cfg) or False
+    )
     trainer.fit(module, datamodule=datamodule)
     best = best_checkpoint(trainer)
     best_score = trainer.checkpoint_callback.best_model_score if best else None

@@ -36,8 +36,12 @@ def tiny_qwen2vl(offline_env) -> Path:
 def demo_dir(offline_env) -> Path:
     from mmlearn.data.demo import build_demo
 
-    return build_demo(Path(os.environ["MMLEARN_DATA_DIR"]) / "demo_small",
-                      splits={"train": 16, "val": 8, "test": 8}, image_size=56, seed=0)
+    return build_demo(
+        Path(os.environ["MMLEARN_DATA_DIR"]) / "demo_small",
+        splits={"train": 16, "val": 8, "test": 8},
+        image_size=56,
+        seed=0,
+    )
 
 
 def compose(overrides: list[str], config_name: str = "train"):

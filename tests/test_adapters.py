@@ -29,19 +29,25 @@ def _nudge(model):
 
 
 def test_only_language_model_lora_weights_train(tiny_qwen2vl):
-    model = attach_adapter(AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), _lora(), quantized=False)
+    model = attach_adapter(
+        AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), _lora(), quantized=False
+    )
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n and ".language_model.layers." in n for n in trainable)
     assert not any("visual" in n for n in trainable)
 
 
 def test_saved_adapter_reloads_to_identical_logits(tiny_qwen2vl, tmp_path):
-    model = attach_adapter(AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), _lora(), quantized=False)
+    model = attach_adapter(
+        AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), _lora(), quantized=False
+    )
     _nudge(model)
     model.eval()
     before = model(**_inputs(model)).logits
     model.save_pretrained(tmp_path / "adapter")
-    reloaded = load_adapter(AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), tmp_path / "adapter").eval()
+    reloaded = load_adapter(
+        AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), tmp_path / "adapter"
+    ).eval()
     after = reloaded(**_inputs(reloaded)).logits
     base = AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl).eval()
     assert torch.equal(before, after)
@@ -49,7 +55,9 @@ def test_saved_adapter_reloads_to_identical_logits(tiny_qwen2vl, tmp_path):
 
 
 def test_adapter_that_does_not_fit_is_refused(tiny_qwen2vl, tmp_path):
-    model = attach_adapter(AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), _lora(), quantized=False)
+    model = attach_adapter(
+        AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), _lora(), quantized=False
+    )
     model.save_pretrained(tmp_path / "adapter")
     weights = tmp_path / "adapter" / "adapter_model.safetensors"
     tensors = load_file(weights)
@@ -60,18 +68,26 @@ def test_adapter_that_does_not_fit_is_refused(tiny_qwen2vl, tmp_path):
 
 def test_target_modules_matching_nothing_is_an_error(tiny_qwen2vl):
     with pytest.raises(ValueError):
-        attach_adapter(AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), _lora(r"nothing\.here"),
-                       quantized=False)
+        attach_adapter(
+            AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl),
+            _lora(r"nothing\.here"),
+            quantized=False,
+        )
 
 
 def test_qlora_on_cpu_quantises_the_language_model_only_and_trains(tiny_qwen2vl):
     import bitsandbytes as bnb
 
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=torch.float32,
-                               llm_int8_skip_modules=["model.visual", "lm_head"])
-    base = AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl, quantization_config=quant,
-                                                       device_map={"": "cpu"})
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.float32,
+        llm_int8_skip_modules=["model.visual", "lm_head"],
+    )
+    base = AutoModelForImageTextToText.from_pretrained(
+        tiny_qwen2vl, quantization_config=quant, device_map={"": "cpu"}
+    )
     modules = dict(base.named_modules())
     assert isinstance(modules["model.language_model.layers.0.self_attn.q_proj"], bnb.nn.Linear4bit)
     assert not isinstance(modules["model.visual.blocks.0.attn.qkv"], bnb.nn.Linear4bit)

@@ -18,8 +18,12 @@ def _items(demo_dir, n=3):
 
     rows = list(csv.DictReader((demo_dir / "train.csv").open()))[:n]
     return [
-        {"id": r["id"], "text": r["text"] * (i + 1), "image_path": demo_dir / r["image_path"],
-         "labels": tuple(x for x in r["labels"].split(",") if x)}
+        {
+            "id": r["id"],
+            "text": r["text"] * (i + 1),
+            "image_path": demo_dir / r["image_path"],
+            "labels": tuple(x for x in r["labels"].split(",") if x),
+        }
         for i, r in enumerate(rows)
     ]
 
@@ -32,7 +36,9 @@ def test_labels_cover_exactly_the_answer_and_end_token(processor, demo_dir):
     for i, item in enumerate(items):
         labels = batch["labels"][i]
         answer = labels[labels != IGNORE_INDEX].tolist()
-        assert answer == tok(task.target(item["labels"]), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        assert answer == tok(task.target(item["labels"]), add_special_tokens=False)["input_ids"] + [
+            tok.eos_token_id
+        ]
         # the supervised span sits right after the prompt and is followed only by padding
         positions = (labels != IGNORE_INDEX).nonzero().flatten().tolist()
         length = int(batch["attention_mask"][i].sum())

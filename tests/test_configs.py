@@ -67,14 +67,29 @@ def test_evaluate_config_composes():
 def test_real_model_command_composes_offline():
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     out = subprocess.run(
-        [sys.executable, "train.py", "model=qwen2vl", "data=mmhs150k", "peft=qlora", "--cfg", "job", "--resolve"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "train.py",
+            "model=qwen2vl",
+            "data=mmhs150k",
+            "peft=qlora",
+            "--cfg",
+            "job",
+            "--resolve",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     job = yaml.safe_load(out.stdout)
     assert job["model"]["pretrained"] == "Qwen/Qwen2-VL-2B-Instruct"
     quant = job["peft"]["quantization"]
-    assert quant["load_in_4bit"] and quant["bnb_4bit_quant_type"] == "nf4" and quant["bnb_4bit_use_double_quant"]
+    assert (
+        quant["load_in_4bit"] and quant["bnb_4bit_quant_type"] == "nf4" and quant["bnb_4bit_use_double_quant"]
+    )
     assert quant["llm_int8_skip_modules"] == ["model.visual", "lm_head"]
     assert job["data"]["labels"] == ["racist", "sexist", "homophobe", "religion", "otherhate"]
 

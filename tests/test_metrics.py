@@ -25,7 +25,9 @@ def test_multilabel_equals_sklearn(seed):
     ok = rng.random(60) > 0.2
     got = _run(list("abcde"), "multilabel", preds, target, ok)
     for average in ("micro", "macro", "weighted"):
-        assert got[f"f1_{average}"] == pytest.approx(f1_score(target, preds, average=average, zero_division=0), abs=1e-6)
+        assert got[f"f1_{average}"] == pytest.approx(
+            f1_score(target, preds, average=average, zero_division=0), abs=1e-6
+        )
     assert got["hamming_loss"] == pytest.approx(hamming_loss(target, preds), abs=1e-6)
     assert got["subset_accuracy"] == pytest.approx(accuracy_score(target, preds), abs=1e-6)
     assert got["parse_failure_rate"] == pytest.approx(1 - ok.mean(), abs=1e-6)

@@ -13,8 +13,9 @@ LABELS = ["racist", "sexist", "homophobe"]
 
 
 def _reader(root, on_bad_sample="error", task="multilabel", modality="text_image"):
-    return TableReader(image_root=root, labels=LABELS, task=task, modality=Modality(modality),
-                       on_bad_sample=on_bad_sample)
+    return TableReader(
+        image_root=root, labels=LABELS, task=task, modality=Modality(modality), on_bad_sample=on_bad_sample
+    )
 
 
 @pytest.fixture
@@ -34,16 +35,23 @@ def _csv(root, lines):
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("racist,sexist", ("racist", "sexist")), ('["racist", "sexist"]', ("racist", "sexist")),
-     ("['sexist']", ("sexist",)), ("", ()), (" racist , ", ("racist",)), (["homophobe"], ("homophobe",))],
+    [
+        ("racist,sexist", ("racist", "sexist")),
+        ('["racist", "sexist"]', ("racist", "sexist")),
+        ("['sexist']", ("sexist",)),
+        ("", ()),
+        (" racist , ", ("racist",)),
+        (["homophobe"], ("homophobe",)),
+    ],
 )
 def test_parse_labels(raw, expected):
     assert parse_labels(raw) == expected
 
 
 def test_reads_rows_and_counts_labels(root):
-    path = _csv(root, ['hello,images/a.jpg,"racist,sexist"', "bye,images/b.jpg,", "x,"
-                       f"{root}/images/a.jpg,sexist"])
+    path = _csv(
+        root, ['hello,images/a.jpg,"racist,sexist"', "bye,images/b.jpg,", f"x,{root}/images/a.jpg,sexist"]
+    )
     samples, report = _reader(root).read(path)
     assert [s.labels for s in samples] == [("racist", "sexist"), (), ("sexist",)]
     assert samples[2].image_path == root / "images" / "a.jpg"  # absolute paths kept

@@ -56,7 +56,11 @@ def test_multilabel_failure_is_wrong_on_every_label(multilabel):
 
 @pytest.mark.parametrize(
     ("output", "expected"),
-    [("informative", "informative"), (" Not_Informative.", "not_informative"), ("not informative", "not_informative")],
+    [
+        ("informative", "informative"),
+        (" Not_Informative.", "not_informative"),
+        ("not informative", "not_informative"),
+    ],
 )
 def test_multiclass_parser(multiclass, output, expected):
     assert multiclass.parse(output).labels == (expected,)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, prepare_model_for_kbit_training
+from peft import (
+    LoraConfig,
+    PeftModel,
+    get_peft_model,
+    get_peft_model_state_dict,
+    prepare_model_for_kbit_training,
+)
 from safetensors.torch import load_file
 
 
@@ -29,8 +35,10 @@ def load_adapter(model, adapter_dir):
     placed = set(get_peft_model_state_dict(model))
     if saved != placed:
         stray = sorted(saved - placed)[:5]
-        raise ValueError(f"adapter {adapter_dir} does not fit this model: {len(saved - placed)} saved weights "
-                         f"have no place in it (e.g. {stray}); {len(placed - saved)} adapter weights were not loaded")
+        raise ValueError(
+            f"adapter {adapter_dir} does not fit this model: {len(saved - placed)} saved weights "
+            f"have no place in it (e.g. {stray}); {len(placed - saved)} adapter weights were not loaded"
+        )
     return model
 
 

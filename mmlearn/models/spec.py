@@ -49,7 +49,10 @@ class ModelSpec:
     def load_processor(self):
         self.ensure_local()
         return AutoProcessor.from_pretrained(
-            self.pretrained, revision=self.revision, trust_remote_code=self.trust_remote_code, **self.processor_kwargs
+            self.pretrained,
+            revision=self.revision,
+            trust_remote_code=self.trust_remote_code,
+            **self.processor_kwargs,
         )
 
     def load_model(self, quantization=None, device_map=None):

@@ -1,0 +1,44 @@
+# mmlearn: `make train` runs the demo end to end, `make test` runs the test suite.
+# Both set up a virtual environment in $(VENV) first (once).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch/torchvision are installed first so the CUDA build pair is chosen deliberately.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+
+.DEFAULT_GOAL := help
+.PHONY: help install train evaluate test test-fast lint format clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install mmlearn with its dev tools
+
+train: install  ## fine-tune the tiny Qwen2-VL on the built-in demo and test it (CPU, a few minutes)
+	$(PY) train.py experiment=demo
+
+evaluate: install  ## re-evaluate a run: make evaluate RUN=runs/train/<run>/<time>
+	$(PY) evaluate.py run_dir=$(RUN)
+
+test: install  ## the whole test suite (includes the end-to-end demo run)
+	$(PY) -m pytest
+
+test-fast: install  ## the test suite without the slow end-to-end runs
+	$(PY) -m pytest -m "not slow"
+
+lint: install  ## ruff lint + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install  ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:  ## remove the virtual environment, caches and runs
+	rm -rf $(VENV) .cache runs data .pytest_cache .ruff_cache
