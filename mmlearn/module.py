@@ -20,11 +20,12 @@ class VLMFineTuner(L.LightningModule):
         self,
         spec,
         task,
-        adapter=None,
-        quantization=None,
-        optimizer=None,
-        scheduler=None,
-        extra_new_tokens: int = 4,
+        *,
+        adapter,
+        quantization,
+        optimizer,
+        scheduler,
+        extra_new_tokens: int,
         adapter_dir: str | None = None,
     ) -> None:
         super().__init__()

@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,12 @@ class ModelSpec:
     prompt: Any
     lora_target_modules: str
     skip_quantization_modules: list[str]
-    torch_dtype: str = "bfloat16"
-    revision: str | None = None
-    trust_remote_code: bool = False
-    attn_implementation: str | None = None
-    processor_kwargs: dict = field(default_factory=dict)
-    build: Callable[..., Path] | None = None
+    torch_dtype: str
+    revision: str | None
+    trust_remote_code: bool
+    attn_implementation: str | None
+    processor_kwargs: dict
+    build: Callable[..., Path] | None
 
     def ensure_local(self) -> None:
         """Build a tiny preset once, atomically, so concurrent runs never see a half-written checkpoint."""

@@ -1,0 +1,1 @@
+"""Data: readers for each on-disk layout, a Lightning DataModule and the collators."""
