@@ -54,7 +54,37 @@ class TaskMetrics(torch.nn.Module):
             out[f"f1/{label}"] = float(value)
         return out
 
+    def names(self) -> list[str]:
+        return [*self.scores.keys(), "parse_failure_rate", *(f"f1/{label}" for label in self.labels)]
+
     def reset(self) -> None:
         self.scores.reset()
         self.per_class_f1.reset()
         self.parse_failure_rate.reset()
+
+
+class ClassificationMetrics(torch.nn.Module):
+    """Parsed answers of a classification task -> TaskMetrics' multi-hot rows."""
+
+    def __init__(self, task) -> None:
+        super().__init__()
+        self.task = task
+        self.inner = TaskMetrics(task.labels, task.kind)
+
+    def update(self, parsed: list, samples: list) -> None:
+        device = self.inner.parse_failure_rate.device
+        preds = torch.stack(
+            [self.task.prediction_row(p, s.labels) for p, s in zip(parsed, samples, strict=True)]
+        )
+        golds = torch.stack([self.task.to_multi_hot(s.labels) for s in samples])
+        oks = torch.tensor([p.ok for p in parsed])
+        self.inner.update(preds.to(device), golds.to(device), oks.to(device))
+
+    def compute(self) -> dict[str, float]:
+        return self.inner.compute()
+
+    def names(self) -> list[str]:
+        return self.inner.names()
+
+    def reset(self) -> None:
+        self.inner.reset()

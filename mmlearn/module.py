@@ -9,7 +9,6 @@ from functools import cached_property
 import lightning as L
 import torch
 
-from mmlearn.metrics import TaskMetrics
 from mmlearn.models.adapters import attach_adapter, describe_trainable, load_adapter
 
 log = logging.getLogger(__name__)
@@ -42,14 +41,19 @@ class VLMFineTuner(L.LightningModule):
             self.model = attach_adapter(base, adapter, quantized=quantization is not None)
         self.is_peft = adapter is not None or adapter_dir is not None
         self.strict_loading = False  # checkpoints hold only the trainable weights
-        self.val_metrics = TaskMetrics(task.labels, task.kind)
-        self.test_metrics = TaskMetrics(task.labels, task.kind)
+        self.val_metrics = task.build_metrics()
+        self.test_metrics = task.build_metrics()
         log.info(describe_trainable(self.model))
 
     @cached_property
     def max_new_tokens(self) -> int:
         longest = self.processor.tokenizer(self.task.longest_answer(), add_special_tokens=False)["input_ids"]
         return len(longest) + 1 + self.extra_new_tokens
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        """Only the model inputs travel; the samples stay on the host for parsing and scoring."""
+        inputs = super().transfer_batch_to_device(batch["inputs"], device, dataloader_idx)
+        return {**batch, "inputs": inputs}
 
     def training_step(self, batch, batch_idx):
         loss = self.model(**batch["inputs"]).loss
@@ -68,29 +72,12 @@ class VLMFineTuner(L.LightningModule):
         )
         return tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
-    def _evaluate_batch(self, batch, metrics: TaskMetrics) -> list[dict]:
+    def _evaluate_batch(self, batch, metrics) -> list[dict]:
         outputs = self.generate_answers(batch["inputs"])
-        records, preds, golds, oks = [], [], [], []
-        for sample_id, raw, gold in zip(batch["ids"], outputs, batch["gold"], strict=True):
-            parsed = self.task.parse(raw)
-            preds.append(self.task.prediction_row(parsed, gold))
-            golds.append(self.task.to_multi_hot(gold))
-            oks.append(parsed.ok)
-            records.append(
-                {
-                    "id": sample_id,
-                    "output": raw,
-                    "parsed": None if parsed.labels is None else list(parsed.labels),
-                    "parse_ok": parsed.ok,
-                    "gold": list(gold),
-                }
-            )
-        metrics.update(
-            torch.stack(preds).to(self.device),
-            torch.stack(golds).to(self.device),
-            torch.tensor(oks, device=self.device),
-        )
-        return records
+        samples = batch["samples"]
+        parsed = [self.task.parse(raw, sample) for raw, sample in zip(outputs, samples, strict=True)]
+        metrics.update(parsed, samples)
+        return [self.task.record(s, raw, p) for s, raw, p in zip(samples, outputs, parsed, strict=True)]
 
     def validation_step(self, batch, batch_idx):
         return self._evaluate_batch(batch, self.val_metrics)
@@ -98,11 +85,11 @@ class VLMFineTuner(L.LightningModule):
     def test_step(self, batch, batch_idx):
         return self._evaluate_batch(batch, self.test_metrics)
 
-    def _log_metrics(self, stage: str, metrics: TaskMetrics) -> None:
+    def _log_metrics(self, stage: str, metrics) -> None:
         values = metrics.compute()
         metrics.reset()
-        headline = values.pop("f1_macro")
-        self.log(f"{stage}/f1_macro", headline, prog_bar=True)
+        headline = values.pop(self.task.headline)
+        self.log(f"{stage}/{self.task.headline}", headline, prog_bar=True)
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()})
 
     def on_validation_epoch_end(self):

@@ -1,9 +1,12 @@
 """Loss only on answer tokens, and the training prompt is exactly the evaluation prompt."""
 
+import dataclasses
+
 import pytest
 from transformers import AutoProcessor
 
 from mmlearn.data.collate import IGNORE_INDEX, PromptCollator, TrainCollator
+from mmlearn.data.sample import Sample
 from mmlearn.models.prompting import ChatTemplatePrompt
 from mmlearn.tasks import MultiLabelTask
 
@@ -18,12 +21,12 @@ def _items(demo_dir, n=3):
 
     rows = list(csv.DictReader((demo_dir / "train.csv").open()))[:n]
     return [
-        {
-            "id": r["id"],
-            "text": r["text"] * (i + 1),
-            "image_path": demo_dir / r["image_path"],
-            "labels": tuple(x for x in r["labels"].split(",") if x),
-        }
+        Sample(
+            id=r["id"],
+            text=r["text"] * (i + 1),
+            image_path=demo_dir / r["image_path"],
+            labels=tuple(x for x in r["labels"].split(",") if x),
+        )
         for i, r in enumerate(rows)
     ]
 
@@ -36,9 +39,7 @@ def test_labels_cover_exactly_the_answer_and_end_token(processor, demo_dir):
     for i, item in enumerate(items):
         labels = batch["labels"][i]
         answer = labels[labels != IGNORE_INDEX].tolist()
-        assert answer == tok(task.target(item["labels"]), add_special_tokens=False)["input_ids"] + [
-            tok.eos_token_id
-        ]
+        assert answer == tok(task.answer(item), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         # the supervised span sits right after the prompt and is followed only by padding
         positions = (labels != IGNORE_INDEX).nonzero().flatten().tolist()
         length = int(batch["attention_mask"][i].sum())
@@ -60,7 +61,7 @@ def test_training_prompt_equals_generation_prompt(processor, demo_dir):
 
 def test_text_only_batches_carry_no_images(processor, demo_dir):
     task = MultiLabelTask(["red", "blue", "urgent", "question"], "Labels: {labels}.")
-    items = [dict(item, image_path=None) for item in _items(demo_dir)]
+    items = [dataclasses.replace(item, image_path=None) for item in _items(demo_dir)]
     batch = TrainCollator(processor, ChatTemplatePrompt(), task)(items)["inputs"]
     assert "pixel_values" not in batch
     assert processor.tokenizer.convert_tokens_to_ids("<|image_pad|>") not in batch["input_ids"]

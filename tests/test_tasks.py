@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from mmlearn.data.sample import Sample
 from mmlearn.tasks import MultiClassTask, MultiLabelTask
 
 LABELS = ["red", "blue", "urgent", "question"]
@@ -17,8 +18,11 @@ def multiclass():
 
 
 def test_prompt_lists_labels_and_text(multilabel):
-    assert multilabel.prompt("hi there") == "Labels: red, blue, urgent, question.\nText: hi there"
-    assert multilabel.prompt(None) == "Labels: red, blue, urgent, question."
+    with_text = Sample(id="1", text="hi there", image_path=None, labels=("red",))
+    without_text = Sample(id="2", text=None, image_path=None, labels=("red",))
+    assert multilabel.prompt(with_text) == "Labels: red, blue, urgent, question.\nText: hi there"
+    assert multilabel.prompt(without_text) == "Labels: red, blue, urgent, question."
+    assert multilabel.answer(with_text) == '["red"]'
 
 
 def test_multilabel_target_is_json_in_label_set_order(multilabel):

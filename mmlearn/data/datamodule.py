@@ -1,8 +1,13 @@
-"""LightningDataModule over split files in the generic table layout (CSV/JSONL)."""
+"""LightningDataModules: a base that owns splits, reports and loaders, and the generic table layout.
+
+A dataset subclasses `VLMDataModule` and implements `build_task()` and `read_split(split)`; everything
+else (bad-sample accounting, the summary, the loaders, the late-bound processor) is shared.
+"""
 
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 from pathlib import Path
 
 import lightning as L
@@ -10,13 +15,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from mmlearn.data.collate import PromptCollator, TrainCollator
 from mmlearn.data.modality import Modality
+from mmlearn.data.reading import check_on_bad_sample
 from mmlearn.data.sample import Sample, SplitReport
 from mmlearn.data.table_reader import TableReader
 from mmlearn.tasks import MultiClassTask, MultiLabelTask
 
 log = logging.getLogger(__name__)
 
-TASKS = {"multilabel": MultiLabelTask, "multiclass": MultiClassTask}
+SPLITS = ("train", "val", "test")
+CLASSIFICATION_TASKS = {"multilabel": MultiLabelTask, "multiclass": MultiClassTask}
 
 
 class SampleDataset(Dataset):
@@ -26,15 +33,8 @@ class SampleDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> dict:
-        s = self.samples[index]
-        return {
-            "id": s.id,
-            "text": s.text,
-            "image_path": s.image_path,
-            "labels": s.labels,
-            "source": s.source,
-        }
+    def __getitem__(self, index: int) -> Sample:
+        return self.samples[index]
 
 
 def read_labels_file(path: str | Path) -> list[str]:
@@ -42,44 +42,28 @@ def read_labels_file(path: str | Path) -> list[str]:
     return [line for line in lines if line]
 
 
-class TableDataModule(L.LightningDataModule):
-    """Splits in seed 001's layout; the processor and prompt renderer are connected by the model side."""
+class VLMDataModule(L.LightningDataModule):
+    """Splits of samples; the processor and prompt format are connected by the model side."""
 
     def __init__(
         self,
         *,
         name: str,
-        train_file: str | None,
-        val_file: str | None,
-        test_file: str | None,
-        image_root: str,
-        task: str,
-        instruction: str,
         modality: Modality,
-        labels: list[str] | None,
-        labels_file: str | None,
         on_bad_sample: str,
         batch_size: int,
         eval_batch_size: int,
         num_workers: int,
-        prepare=None,
+        monitor: str,
         root: str | None = None,
+        prepare=None,
     ) -> None:
         super().__init__()
-        if (labels is None) == (labels_file is None):
-            raise ValueError("set exactly one of data.labels and data.labels_file")
-        if task not in TASKS:
-            raise ValueError(f"data.task must be one of {sorted(TASKS)}, got {task!r}")
         self.name = name
+        self.monitor = monitor
         self.root = root
-        self.files = {"train": train_file, "val": val_file, "test": test_file}
-        self.image_root = image_root
-        self.task_kind = task
-        self.instruction = instruction
         self.modality = modality
-        self.labels = labels
-        self.labels_file = labels_file
-        self.on_bad_sample = on_bad_sample
+        self.on_bad_sample = check_on_bad_sample(on_bad_sample)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -87,17 +71,31 @@ class TableDataModule(L.LightningDataModule):
         self.splits: dict[str, list[Sample]] = {}
         self.reports: dict[str, SplitReport] = {}
         self.processor = None
-        self.renderer = None
+        self.prompt_format = None
 
-    @property
+    # --- what a dataset implements -------------------------------------------------------------
+    def build_task(self):
+        raise NotImplementedError
+
+    def available_splits(self) -> tuple[str, ...]:
+        return SPLITS
+
+    def read_split(self, split: str) -> tuple[list[Sample], SplitReport]:
+        raise NotImplementedError
+
+    def record_settings(self) -> dict:
+        """Dataset choices that change the targets (label rule, threshold, ...), for data_summary.json."""
+        return {}
+
+    # --- shared ---------------------------------------------------------------------------------
+    @cached_property
     def task(self):
-        labels = list(self.labels) if self.labels is not None else read_labels_file(self.labels_file)
-        return TASKS[self.task_kind](labels, self.instruction)
+        return self.build_task()
 
-    def connect(self, processor, renderer) -> None:
+    def connect(self, processor, prompt_format) -> None:
         """Late binding: the model side owns the processor and the prompt format."""
         self.processor = processor
-        self.renderer = renderer
+        self.prompt_format = prompt_format
 
     def prepare_data(self) -> None:
         """Runs once per node before setup: builds generated datasets such as the demo."""
@@ -107,41 +105,41 @@ class TableDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        task = self.task
-        reader = TableReader(
-            image_root=Path(self.image_root),
-            labels=task.labels,
-            task=self.task_kind,
-            modality=self.modality,
-            on_bad_sample=self.on_bad_sample,
-        )
-        for split, path in self.files.items():
-            if path is None:
-                continue
-            samples, report = reader.read(Path(path))
+        names = self.task.metric_names()
+        if self.monitor not in names:
+            raise ValueError(
+                f"data.monitor={self.monitor!r} is not a metric of this task; choose from {names}"
+            )
+        for split in self.available_splits():
+            samples, report = self.read_split(split)
             if not samples:
-                raise ValueError(f"split {split!r} ({path}) has no usable samples")
+                raise ValueError(f"split {split!r} ({report.file}) has no usable samples")
             self.splits[split], self.reports[split] = samples, report
             log.info(
-                "%s: %d samples read, %d skipped, labels %s",
+                "%s: %d rows read, %d samples, %d skipped, labels %s",
                 split,
                 report.read,
+                len(samples),
                 len(report.skipped),
                 report.label_counts,
             )
 
     def summary(self) -> dict:
-        return {split: report.summary() for split, report in self.reports.items()}
+        out = {split: report.summary() for split, report in self.reports.items()}
+        settings = self.record_settings()
+        if settings:
+            out["settings"] = settings
+        return out
 
     def skipped(self) -> list[dict]:
         return [dict(item, split=split) for split, report in self.reports.items() for item in report.skipped]
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         if self.processor is None:
-            raise RuntimeError("call datamodule.connect(processor, renderer) before loading batches")
+            raise RuntimeError("call datamodule.connect(processor, prompt_format) before loading batches")
         if split not in self.splits:
-            raise ValueError(f"no {split} split configured (data.{split}_file is null)")
-        collator = (TrainCollator if train else PromptCollator)(self.processor, self.renderer, self.task)
+            raise ValueError(f"dataset {self.name!r} has no {split} split")
+        collator = (TrainCollator if train else PromptCollator)(self.processor, self.prompt_format, self.task)
         return DataLoader(
             SampleDataset(self.splits[split]),
             batch_size=self.batch_size if train else self.eval_batch_size,
@@ -159,3 +157,49 @@ class TableDataModule(L.LightningDataModule):
 
     def test_dataloader(self):
         return self._loader("test", train=False)
+
+
+class TableDataModule(VLMDataModule):
+    """Seed 001's layout: one CSV/JSONL file per split with `text`, `image_path`, `labels`."""
+
+    def __init__(
+        self,
+        *,
+        train_file: str | None,
+        val_file: str | None,
+        test_file: str | None,
+        image_root: str,
+        task: str,
+        instruction: str,
+        labels: list[str] | None,
+        labels_file: str | None,
+        **common,
+    ) -> None:
+        super().__init__(**common)
+        if (labels is None) == (labels_file is None):
+            raise ValueError("set exactly one of data.labels and data.labels_file")
+        if task not in CLASSIFICATION_TASKS:
+            raise ValueError(f"data.task must be one of {sorted(CLASSIFICATION_TASKS)}, got {task!r}")
+        self.files = {"train": train_file, "val": val_file, "test": test_file}
+        self.image_root = image_root
+        self.task_kind = task
+        self.instruction = instruction
+        self.labels = labels
+        self.labels_file = labels_file
+
+    def build_task(self):
+        labels = list(self.labels) if self.labels is not None else read_labels_file(self.labels_file)
+        return CLASSIFICATION_TASKS[self.task_kind](labels, self.instruction)
+
+    def available_splits(self) -> tuple[str, ...]:
+        return tuple(split for split, path in self.files.items() if path is not None)
+
+    def read_split(self, split: str) -> tuple[list[Sample], SplitReport]:
+        reader = TableReader(
+            image_root=Path(self.image_root),
+            labels=self.task.labels,
+            task=self.task_kind,
+            modality=self.modality,
+            on_bad_sample=self.on_bad_sample,
+        )
+        return reader.read(Path(self.files[split]))

@@ -11,8 +11,10 @@ class Sample:
     id: str
     text: str | None
     image_path: Path | None
-    labels: tuple[str, ...]
+    labels: tuple[str, ...]  # class labels; the answer letter (multiple choice); reference captions
     source: str = ""  # "file:row", so any later error can name where the sample came from
+    choices: tuple[str, ...] = ()  # multiple-choice options, in the order they are lettered
+    context: str | None = None  # extra text shown with the question (ScienceQA's hint)
 
 
 class BadSampleError(ValueError):
@@ -25,12 +27,13 @@ class SplitReport:
 
     file: str
     read: int = 0
+    merged: int = 0  # rows folded into another sample by the dataset's rules (not errors)
     skipped: list[dict] = field(default_factory=list)
     label_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def kept(self) -> int:
-        return self.read - len(self.skipped)
+        return self.read - self.merged - len(self.skipped)
 
     def summary(self) -> dict:
         reasons: dict[str, int] = {}
@@ -40,6 +43,7 @@ class SplitReport:
             "file": self.file,
             "samples_read": self.read,
             "samples_kept": self.kept,
+            "rows_merged": self.merged,
             "samples_skipped": len(self.skipped),
             "skipped_by_reason": reasons,
             "label_counts": dict(self.label_counts),

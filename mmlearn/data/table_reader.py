@@ -8,9 +8,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from mmlearn.data.images import ImageLoadError, check_image
+from mmlearn.data.images import check_image
 from mmlearn.data.modality import Modality
-from mmlearn.data.sample import BadSampleError, Sample, SplitReport, skip_record
+from mmlearn.data.reading import check_on_bad_sample, collect_samples
+from mmlearn.data.sample import BadSampleError, Sample, SplitReport
 
 REQUIRED_COLUMNS = ("text", "image_path", "labels")
 
@@ -79,8 +80,7 @@ class TableReader:
         modality: Modality,
         on_bad_sample: str,
     ) -> None:
-        if on_bad_sample not in ("error", "skip"):
-            raise ValueError(f"data.on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
+        check_on_bad_sample(on_bad_sample)
         self.image_root = Path(image_root)
         self.labels = set(labels)
         self.task = task
@@ -91,37 +91,14 @@ class TableReader:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"split file not found: {path}")
-        report = SplitReport(file=str(path))
-        samples: list[Sample] = []
-        seen_ids: set[str] = set()
-        for number, row in iter_rows(path):
-            report.read += 1
-            source = f"{path}:{number}"
-            try:
-                sample = self._sample(row, number, source, seen_ids)
-            except (BadSampleError, ImageLoadError) as err:
-                kind = "image" if isinstance(err, ImageLoadError) else "row"
-                if self.on_bad_sample == "error":
-                    raise BadSampleError(
-                        f"{source}: {err} (set data.on_bad_sample=skip to skip and count such rows)"
-                    ) from err
-                report.skipped.append(skip_record(source, row.get("id"), kind, str(err)))
-                continue
-            seen_ids.add(sample.id)
-            samples.append(sample)
-            for label in sample.labels:
-                report.label_counts[label] = report.label_counts.get(label, 0) + 1
-        return samples, report
+        rows = ((f"{path}:{number}", row) for number, row in iter_rows(path))
+        return collect_samples(rows, self._sample, file=str(path), on_bad_sample=self.on_bad_sample)
 
-    def _sample(self, row: dict, number: int, source: str, seen_ids: set[str]) -> Sample:
-        if "__error__" in row:
-            raise BadSampleError(row["__error__"])
+    def _sample(self, row: dict, source: str) -> Sample:
         missing = [c for c in REQUIRED_COLUMNS if c not in row]
         if missing:
             raise BadSampleError(f"missing key(s) {missing}")
-        sample_id = str(row.get("id") or number)
-        if sample_id in seen_ids:
-            raise BadSampleError(f"duplicate id {sample_id!r}")
+        sample_id = str(row.get("id") or source.rsplit(":", 1)[1])
         labels = parse_labels(row["labels"])
         unknown = sorted(set(labels) - self.labels)
         if unknown:

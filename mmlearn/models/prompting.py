@@ -1,17 +1,100 @@
-"""Rendering one (image?, prompt) turn into the text a family's processor expects."""
+"""How a family turns (prompt, images, answer) into model inputs: the one place where families differ
+in prompt format. Training and generation batches start from the same rendered prompt, so the model is
+asked exactly the same question in training and in evaluation."""
 
 from __future__ import annotations
 
+import torch
+
+IGNORE_INDEX = -100
+
 
 class ChatTemplatePrompt:
-    """Families with a chat template (Qwen2-VL, Qwen2.5-VL, SmolVLM, Mllama, LLaVA-HF): image first, then text."""
+    """Families with a chat template (Qwen2-VL, Qwen2.5-VL, SmolVLM, Mllama, LLaVA-HF): images first,
+    then text, in one user turn; the answer is the assistant's reply followed by the end token."""
 
-    def __init__(self, system: str | None = None) -> None:
+    def __init__(
+        self, system: str | None = None, max_images: int | None = None, nested_images: bool = False
+    ) -> None:
         self.system = system
+        self.max_images = max_images
+        self.nested_images = nested_images  # processors that take one image list per prompt
 
-    def render(self, processor, prompt: str, has_image: bool) -> str:
-        content = ([{"type": "image"}] if has_image else []) + [{"type": "text", "text": prompt}]
+    def render(self, processor, prompt: str, n_images: int) -> str:
+        content = [{"type": "image"}] * n_images + [{"type": "text", "text": prompt}]
         messages = [{"role": "user", "content": content}]
         if self.system:
             messages.insert(0, {"role": "system", "content": [{"type": "text", "text": self.system}]})
         return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def check_images(self, images: list[list]) -> None:
+        most = max((len(group) for group in images), default=0)
+        if self.max_images is not None and most > self.max_images:
+            raise ValueError(
+                f"a prompt has {most} images but this model family takes at most {self.max_images}"
+            )
+
+    def _processor_images(self, images: list[list]):
+        if not any(images):
+            return None
+        if self.nested_images:
+            return images
+        return [image for group in images for image in group]
+
+    def encode_prompts(self, processor, prompts: list[str], images: list[list], padding_side: str):
+        self.check_images(images)
+        texts = [self.render(processor, p, len(group)) for p, group in zip(prompts, images, strict=True)]
+        return processor(
+            text=texts,
+            images=self._processor_images(images),
+            padding=True,
+            padding_side=padding_side,
+            return_tensors="pt",
+        )
+
+    def encode(self, processor, prompts: list[str], images: list[list], answers: list[str] | None = None):
+        """Left-padded prompts for `generate`, or (with answers) a training batch whose labels cover
+        only the answer and end tokens."""
+        batch = self.encode_prompts(processor, prompts, images, padding_side="left")
+        if answers is None:
+            return dict(batch)
+        tokenizer = processor.tokenizer
+        answer_ids = [
+            tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            for answer in answers
+        ]
+        return append_answers(batch, answer_ids, tokenizer.pad_token_id)
+
+
+def append_answers(prompts, answer_ids: list[list[int]], pad_token_id: int) -> dict:
+    """Prompt tokens (padding removed) + answer tokens, right-padded; labels mask all but the answer.
+    Every per-token tensor (token_type_ids, cross-attention masks, ...) is extended along the sequence
+    with zeros for the answer positions."""
+    prompt_ids = prompts["input_ids"]
+    keep = prompts["attention_mask"].bool()
+    n, seq = prompt_ids.shape
+    per_token = [
+        k
+        for k, v in prompts.items()
+        if torch.is_tensor(v) and v.dim() >= 2 and tuple(v.shape[:2]) == (n, seq)
+    ]
+    rows = [prompt_ids[i][keep[i]].tolist() + answer_ids[i] for i in range(n)]
+    width = max(len(row) for row in rows)
+    batch = {k: v for k, v in prompts.items() if k not in per_token}
+    input_ids = torch.full((n, width), pad_token_id, dtype=torch.long)
+    labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((n, width), dtype=torch.long)
+    extra = {
+        k: torch.zeros((n, width, *prompts[k].shape[2:]), dtype=prompts[k].dtype)
+        for k in per_token
+        if k not in ("input_ids", "attention_mask")
+    }
+    for i, row in enumerate(rows):
+        n_prompt = int(keep[i].sum())
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention[i, : len(row)] = 1
+        labels[i, n_prompt : len(row)] = torch.tensor(answer_ids[i])
+        for k, tensor in extra.items():
+            tensor[i, :n_prompt] = prompts[k][i][keep[i]]
+    batch.update(extra, input_ids=input_ids, attention_mask=attention, labels=labels)
+    return batch

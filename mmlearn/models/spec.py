@@ -22,7 +22,8 @@ class ModelSpec:
     family: str
     pretrained: str
     prompt: Any
-    lora_target_modules: str
+    towers: dict[str, list[str]]  # tower -> parameter-name prefixes (vision, projector, language)
+    lora_target_modules: dict[str, str | None]  # tower -> regex over module names LoRA may target
     skip_quantization_modules: list[str]
     torch_dtype: str
     revision: str | None

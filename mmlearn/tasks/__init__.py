@@ -1,5 +1,6 @@
-"""Tasks: one prompt template, one target format and one parser per kind of problem."""
+"""Tasks: one prompt template, one target format, one parser and one set of metrics per kind of problem."""
 
-from mmlearn.tasks.classification import ClassificationTask, MultiClassTask, MultiLabelTask, Parsed
+from mmlearn.tasks.base import Parsed, Task
+from mmlearn.tasks.classification import ClassificationTask, MultiClassTask, MultiLabelTask
 
-__all__ = ["ClassificationTask", "MultiClassTask", "MultiLabelTask", "Parsed"]
+__all__ = ["ClassificationTask", "MultiClassTask", "MultiLabelTask", "Parsed", "Task"]

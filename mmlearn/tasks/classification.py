@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 
 import torch
+
+from mmlearn.data.sample import Sample
+from mmlearn.tasks.base import Parsed, Task
 
 _JSON_ARRAY = re.compile(r"\[[^\[\]]*\]", re.DOTALL)
 
@@ -16,21 +18,10 @@ def normalise(label: str) -> str:
     return " ".join(label.strip().lower().replace("_", " ").split())
 
 
-@dataclass(frozen=True)
-class Parsed:
-    """What the parser made of one generated answer; `labels` is None when nothing valid was found."""
+class ClassificationTask(Task):
+    """Shared label bookkeeping; subclasses define the target format and parser."""
 
-    labels: tuple[str, ...] | None
-
-    @property
-    def ok(self) -> bool:
-        return self.labels is not None
-
-
-class ClassificationTask:
-    """Shared label bookkeeping; subclasses define the prompt wording, target and parser."""
-
-    kind: str = ""
+    headline = "f1_macro"
 
     def __init__(self, labels: list[str], instruction: str) -> None:
         if not labels:
@@ -47,10 +38,17 @@ class ClassificationTask:
     def num_labels(self) -> int:
         return len(self.labels)
 
-    def prompt(self, text: str | None) -> str:
-        """The one prompt used for training, validation, testing and `evaluate.py` alike."""
+    def prompt(self, sample: Sample) -> str:
         body = self.instruction.format(labels=", ".join(self.labels))
-        return body if text is None else f"{body}\nText: {text}"
+        return body if sample.text is None else f"{body}\nText: {sample.text}"
+
+    def answer(self, sample: Sample) -> str:
+        return self.target(sample.labels)
+
+    def build_metrics(self):
+        from mmlearn.metrics import ClassificationMetrics
+
+        return ClassificationMetrics(self)
 
     def canonical(self, label: str) -> str | None:
         return self._by_norm.get(normalise(label))
@@ -58,7 +56,7 @@ class ClassificationTask:
     def target(self, labels: tuple[str, ...] | list[str]) -> str:
         raise NotImplementedError
 
-    def parse(self, output: str) -> Parsed:
+    def parse(self, output: str, sample: Sample | None = None) -> Parsed:
         raise NotImplementedError
 
     def longest_answer(self) -> str:
@@ -88,7 +86,7 @@ class MultiLabelTask(ClassificationTask):
     def longest_answer(self) -> str:
         return json.dumps(self.labels)
 
-    def parse(self, output: str) -> Parsed:
+    def parse(self, output: str, sample: Sample | None = None) -> Parsed:
         match = _JSON_ARRAY.search(output)
         if match is None:
             return Parsed(None)
@@ -121,7 +119,7 @@ class MultiClassTask(ClassificationTask):
     def longest_answer(self) -> str:
         return max(self.labels, key=len)
 
-    def parse(self, output: str) -> Parsed:
+    def parse(self, output: str, sample: Sample | None = None) -> Parsed:
         text = output.strip().strip(".").strip('"').strip()
         label = self.canonical(text)
         return Parsed(None) if label is None else Parsed((label,))
