@@ -5,6 +5,7 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from mmlearn.models.towers import TowerPlan
 from mmlearn.module import VLMFineTuner
 
 
@@ -22,6 +23,7 @@ def build_module(cfg: DictConfig, task, *, adapter_dir=None, spec=None) -> VLMFi
         task=task,
         adapter=None if adapter_dir else instantiate(cfg.peft.adapter, _convert_="all"),
         quantization=instantiate(cfg.peft.quantization, _convert_="all"),
+        towers=TowerPlan(modes=dict(cfg.peft.towers), lr=dict(cfg.peft.tower_lr)),
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler),
         extra_new_tokens=cfg.extra_new_tokens,

@@ -10,6 +10,7 @@ import lightning as L
 import torch
 
 from mmlearn.models.adapters import attach_adapter, describe_trainable, load_adapter
+from mmlearn.models.towers import describe_towers, parameter_groups
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class VLMFineTuner(L.LightningModule):
         *,
         adapter,
         quantization,
+        towers,
         optimizer,
         scheduler,
         extra_new_tokens: int,
@@ -30,6 +32,7 @@ class VLMFineTuner(L.LightningModule):
         super().__init__()
         self.spec = spec
         self.task = task
+        self.towers = towers
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.extra_new_tokens = extra_new_tokens
@@ -38,12 +41,13 @@ class VLMFineTuner(L.LightningModule):
         if adapter_dir is not None:
             self.model = load_adapter(base, adapter_dir)
         else:
-            self.model = attach_adapter(base, adapter, quantized=quantization is not None)
+            self.model = attach_adapter(base, spec, adapter, towers, quantized=quantization is not None)
+        self.model.train()  # from_pretrained returns eval mode; LoRA dropout must be live in training
         self.is_peft = adapter is not None or adapter_dir is not None
         self.strict_loading = False  # checkpoints hold only the trainable weights
         self.val_metrics = task.build_metrics()
         self.test_metrics = task.build_metrics()
-        log.info(describe_trainable(self.model))
+        log.info("%s (%s)", describe_trainable(self.model), describe_towers(self.model, spec))
 
     @cached_property
     def max_new_tokens(self) -> int:
@@ -99,8 +103,7 @@ class VLMFineTuner(L.LightningModule):
         self._log_metrics("test", self.test_metrics)
 
     def configure_optimizers(self):
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
+        optimizer = self.optimizer_factory(parameter_groups(self.model, self.spec, self.towers))
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(

@@ -7,12 +7,27 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
 
 from mmlearn.models.adapters import attach_adapter, load_adapter
+from mmlearn.models.towers import TowerPlan
+from tests.conftest import compose
 
 LM_REGEX = r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 
 
 def _lora(targets=LM_REGEX):
     return LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets)
+
+
+def _plan(vision="frozen", projector="frozen", language="lora", **lr):
+    modes = {"vision": vision, "projector": projector, "language": language}
+    return TowerPlan(modes=modes, lr={t: lr.get(t) for t in modes})
+
+
+@pytest.fixture(scope="module")
+def spec(tiny_qwen2vl):
+    from hydra.utils import instantiate
+
+    cfg = compose(["model=qwen2vl_tiny", f"model.pretrained={tiny_qwen2vl}", "paths.root_dir=/tmp/mmlearn-x"])
+    return instantiate(cfg.model, _convert_="all")
 
 
 def _inputs(model):
@@ -28,18 +43,18 @@ def _nudge(model):
                 p.normal_(0, 0.5)
 
 
-def test_only_language_model_lora_weights_train(tiny_qwen2vl):
+def test_only_language_model_lora_weights_train(tiny_qwen2vl, spec):
     model = attach_adapter(
-        AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), _lora(), quantized=False
+        AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), spec, _lora(), _plan(), quantized=False
     )
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n and ".language_model.layers." in n for n in trainable)
     assert not any("visual" in n for n in trainable)
 
 
-def test_saved_adapter_reloads_to_identical_logits(tiny_qwen2vl, tmp_path):
+def test_saved_adapter_reloads_to_identical_logits(tiny_qwen2vl, tmp_path, spec):
     model = attach_adapter(
-        AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), _lora(), quantized=False
+        AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), spec, _lora(), _plan(), quantized=False
     )
     _nudge(model)
     model.eval()
@@ -54,9 +69,9 @@ def test_saved_adapter_reloads_to_identical_logits(tiny_qwen2vl, tmp_path):
     assert not torch.allclose(before, base(**_inputs(base)).logits)  # the adapter really changes the output
 
 
-def test_adapter_that_does_not_fit_is_refused(tiny_qwen2vl, tmp_path):
+def test_adapter_that_does_not_fit_is_refused(tiny_qwen2vl, tmp_path, spec):
     model = attach_adapter(
-        AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), _lora(), quantized=False
+        AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), spec, _lora(), _plan(), quantized=False
     )
     model.save_pretrained(tmp_path / "adapter")
     weights = tmp_path / "adapter" / "adapter_model.safetensors"
@@ -66,16 +81,18 @@ def test_adapter_that_does_not_fit_is_refused(tiny_qwen2vl, tmp_path):
         load_adapter(AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), tmp_path / "adapter")
 
 
-def test_target_modules_matching_nothing_is_an_error(tiny_qwen2vl):
+def test_target_modules_matching_nothing_is_an_error(tiny_qwen2vl, spec):
     with pytest.raises(ValueError):
         attach_adapter(
             AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl),
+            spec,
             _lora(r"nothing\.here"),
+            _plan(),
             quantized=False,
         )
 
 
-def test_qlora_on_cpu_quantises_the_language_model_only_and_trains(tiny_qwen2vl):
+def test_qlora_on_cpu_quantises_the_language_model_only_and_trains(tiny_qwen2vl, spec):
     import bitsandbytes as bnb
 
     quant = BitsAndBytesConfig(
@@ -92,7 +109,7 @@ def test_qlora_on_cpu_quantises_the_language_model_only_and_trains(tiny_qwen2vl)
     assert isinstance(modules["model.language_model.layers.0.self_attn.q_proj"], bnb.nn.Linear4bit)
     assert not isinstance(modules["model.visual.blocks.0.attn.qkv"], bnb.nn.Linear4bit)
     assert not isinstance(modules["lm_head"], bnb.nn.Linear4bit)
-    model = attach_adapter(base, _lora(), quantized=True)
+    model = attach_adapter(base, spec, _lora(), _plan(), quantized=True)
     inputs = _inputs(model)
     loss = model(**inputs, labels=inputs["input_ids"]).loss
     loss.backward()
@@ -100,6 +117,8 @@ def test_qlora_on_cpu_quantises_the_language_model_only_and_trains(tiny_qwen2vl)
     assert grads and all(g is not None for g in grads)
 
 
-def test_full_fine_tune_of_a_4bit_model_is_refused(tiny_qwen2vl):
+def test_full_fine_tune_of_a_4bit_model_is_refused(tiny_qwen2vl, spec):
     with pytest.raises(ValueError, match="4-bit"):
-        attach_adapter(AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), None, quantized=True)
+        attach_adapter(
+            AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl), spec, None, _plan(), quantized=True
+        )

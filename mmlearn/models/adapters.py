@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from peft import (
@@ -13,18 +14,37 @@ from peft import (
 )
 from safetensors.torch import load_file
 
+from mmlearn.models.towers import (
+    TowerPlan,
+    check_tower_map,
+    check_trainable,
+    full_tower_modules,
+    lora_target_regex,
+    set_full_towers,
+)
 
-def attach_adapter(model, adapter: LoraConfig | None, quantized: bool):
+
+def attach_adapter(model, spec, adapter: LoraConfig | None, plan: TowerPlan, quantized: bool):
+    """LoRA on the towers set to `lora` (or `adapter.target_modules` when the config names them),
+    full training of the towers set to `full`, everything else frozen; then check exactly that."""
+    check_tower_map(model, spec.towers)
     if quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if adapter is None:
         if quantized:
             raise ValueError("a 4-bit model cannot be fully fine-tuned: use peft=qlora with an adapter")
-        model.requires_grad_(True)
-        return model
-    model = get_peft_model(model, adapter)
-    if not any(p.requires_grad for p in model.parameters()):
-        raise ValueError(f"adapter target_modules {adapter.target_modules!r} matched no trainable module")
+        set_full_towers(model, spec, plan)
+    else:
+        targets = adapter.target_modules or lora_target_regex(spec, plan)
+        if targets is None:
+            raise ValueError("no tower is set to lora and peft.adapter.target_modules is empty")
+        full = full_tower_modules(spec, plan, quantized)
+        model = get_peft_model(
+            model, dataclasses.replace(adapter, target_modules=targets, modules_to_save=full or None)
+        )
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ValueError(f"adapter target_modules {targets!r} matched no trainable module")
+    check_trainable(model, spec, plan)
     return model
 
 

@@ -1,0 +1,15 @@
+"""Export a training run: `python export.py run_dir=runs/train/... merge=true` writes a merged model."""
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    from mmlearn.export import export
+
+    export(cfg)
+
+
+if __name__ == "__main__":
+    main()
