@@ -101,6 +101,53 @@ def test_evaluate_reproduces_the_test_metrics(short_run):
     assert (eval_dir / "predictions" / "test.jsonl").read_text() == trained
 
 
+def test_export_merges_the_adapter_into_a_loadable_model(short_run):
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from mmlearn.models.adapters import load_adapter
+
+    _run("export.py", f"run_dir={short_run}", "merge=true")
+    merged_dir = short_run / "export"
+    assert (merged_dir / "config.json").is_file() and not (merged_dir / "adapter_config.json").exists()
+    processor = AutoProcessor.from_pretrained(merged_dir)
+    ids = processor.tokenizer(["Labels: red, blue. Text: help now"], return_tensors="pt")
+    merged = AutoModelForImageTextToText.from_pretrained(merged_dir).eval()
+    base_path = json.loads((short_run / "adapter" / "adapter_config.json").read_text())[
+        "base_model_name_or_path"
+    ]
+    unmerged = load_adapter(
+        AutoModelForImageTextToText.from_pretrained(base_path), short_run / "adapter"
+    ).eval()
+    kwargs = {"max_new_tokens": 8, "do_sample": False, "pad_token_id": processor.tokenizer.pad_token_id}
+    with torch.no_grad():
+        assert torch.equal(merged.generate(**ids, **kwargs), unmerged.generate(**ids, **kwargs))
+    again = _run("export.py", f"run_dir={short_run}", "merge=true", check=False)
+    assert again.returncode != 0 and "already exists" in again.stderr + again.stdout
+
+
+@pytest.mark.parametrize("peft", ["dora", "qlora", "none"])
+def test_other_peft_methods_train_and_evaluate(tmp_path, tiny_qwen2vl, demo_dir, peft):
+    run = tmp_path / peft
+    _run(
+        "train.py",
+        f"peft={peft}",
+        "logger=csv",
+        "trainer.max_steps=1",
+        f"data.root={demo_dir}",
+        "data.prepare.splits={train: 16, val: 8, test: 8}",
+        "data.batch_size=4",
+        f"hydra.run.dir={run}",
+    )
+    assert (run / ("model/config.json" if peft == "none" else "adapter/adapter_config.json")).is_file()
+    _run("evaluate.py", f"run_dir={run}")
+    (eval_dir,) = (run / "eval").iterdir()
+    trained = {
+        k: v for k, v in json.loads((run / "metrics.json").read_text()).items() if k.startswith("test/")
+    }
+    assert json.loads((eval_dir / "metrics.json").read_text()) == trained
+
+
 def test_a_finished_run_directory_is_not_overwritten(short_run):
     before = (short_run / "metrics.json").read_text()
     out = _run("train.py", "logger=csv", "trainer.max_steps=1", f"hydra.run.dir={short_run}", check=False)
