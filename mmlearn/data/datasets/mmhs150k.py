@@ -10,6 +10,7 @@ annotators chose any hate class).
 from __future__ import annotations
 
 from collections import Counter
+from functools import cached_property
 from pathlib import Path
 
 from mmlearn.data.datamodule import VLMDataModule
@@ -115,14 +116,12 @@ class MMHS150K(VLMDataModule):
         self.ocr_attached[split] = attached
         return samples, report
 
-    @property
+    @cached_property
     def ground_truth(self) -> dict:
-        if not hasattr(self, "_ground_truth"):
-            data = read_json(self.gt_file, "MMHS150K ground truth")
-            if not isinstance(data, dict):
-                raise ValueError(f"{self.gt_file}: expected an object keyed by tweet id")
-            self._ground_truth = data
-        return self._ground_truth
+        data = read_json(self.gt_file, "MMHS150K ground truth")
+        if not isinstance(data, dict):
+            raise ValueError(f"{self.gt_file}: expected an object keyed by tweet id")
+        return data
 
     def annotations(self, tweet_id: str, record: dict) -> list[int]:
         where = f"{self.gt_file}[{tweet_id!r}]['labels']"
