@@ -1,0 +1,1 @@
+"""Readers for datasets in their original, as-downloaded layouts (no conversion step)."""
