@@ -61,6 +61,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=build_callbacks(cfg), logger=build_loggers(cfg) or False
     )
+    for logger in trainer.loggers:
+        logger.log_hyperparams(
+            {"config": OmegaConf.to_container(cfg, resolve=True), "data_summary": datamodule.summary()}
+        )
     trainer.fit(module, datamodule=datamodule)
     best = best_checkpoint(trainer)
     best_score = trainer.checkpoint_callback.best_model_score if best else None
