@@ -66,6 +66,18 @@ def write_perceptsent(root: Path, responses_key: str = "image_resps") -> Path:
     return root
 
 
+def write_perceptsent_captions(root: Path, missing: str | None = None) -> Path:
+    """Seed 003's caption CSV (id,text,sentiment), one caption per image except `missing`."""
+    path = root / "captions.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text", "sentiment"])
+        for image_id, votes in PERCEPTSENT_VOTES.items():
+            if image_id != missing:
+                writer.writerow([image_id, f"A picture, {image_id}, of a street.", CODES[votes[0]]])
+    return path
+
+
 # --- 100 Sports --------------------------------------------------------------------------------------
 SPORTS_FILES = {
     "train": {"air hockey": 3, "baseball": 2, "formula 1 racing": 2, "tug of war": 2},

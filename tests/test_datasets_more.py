@@ -204,9 +204,19 @@ def test_perceptsent_responses_key_is_configurable(tmp_path):
     assert sum(len(s) for s in _ps(root, "data.responses_key=images").splits.values()) == 22
 
 
-def test_perceptsent_has_no_text(perceptsent):
+def test_perceptsent_text_comes_only_from_captions(tmp_path):
+    root = layouts.write_perceptsent(tmp_path)
     with pytest.raises(InstantiationException, match="images only"):
-        _ps(perceptsent, modality="text_image")
+        _ps(root, modality="text_image")
+    captions = layouts.write_perceptsent_captions(root, missing="a3")
+    with pytest.raises(BadSampleError, match=r"tasks\[0\]\.image_resps\[2\]: no caption for image 'a3'"):
+        _ps(root, f"data.captions_file={captions}", modality="text")
+    datamodule = _ps(root, f"data.captions_file={captions}", "data.on_bad_sample=skip", modality="text_image")
+    assert sum(len(s) for s in datamodule.splits.values()) == 21
+    sample = next(s for split in datamodule.splits.values() for s in split if s.id == "a2")
+    assert sample.text == "A picture, a2, of a street." and sample.image_path == root / "images" / "a2.jpg"
+    text_only = _ps(root, f"data.captions_file={captions}", "data.on_bad_sample=skip", modality="text")
+    assert all(s.image_path is None for split in text_only.splits.values() for s in split)
 
 
 # --- 100 Sports --------------------------------------------------------------------------------------
