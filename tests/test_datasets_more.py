@@ -426,3 +426,15 @@ def test_hf_end_to_end(tmp_path, tiny_qwen2vl, hf_saved):
     assert _split_counts(summary) == HF_COUNTS
     predictions = (tmp_path / "run" / "predictions" / "test.jsonl").read_text().splitlines()
     assert len(predictions) == 4
+
+
+def test_hf_multilabel_from_a_list_of_classlabels(tmp_path):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
+
+    features = Features({"caption": Value("string"), "tags": List(ClassLabel(names=["red", "blue"]))})
+    rows = Dataset.from_dict({"caption": ["a", "b", "c"], "tags": [[0], [0, 1], []]}, features=features)
+    DatasetDict({"train": rows, "validation": rows, "test": rows}).save_to_disk(str(tmp_path / "d"))
+    common = ["data.task=multilabel", "data.text_column=caption", "data.label_column=tags"]
+    datamodule = _hf(tmp_path / "d", *common, "data.image_column=null", modality="text")
+    assert datamodule.task.labels == ["red", "blue"]
+    assert [s.labels for s in datamodule.splits["test"]] == [("red",), ("red", "blue"), ()]
