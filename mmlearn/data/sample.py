@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mmlearn.data.images import ArrowImageRef
 
 
 @dataclass(frozen=True)
 class Sample:
     id: str
     text: str | None
-    image_path: Path | None
+    image_path: Path | ArrowImageRef | None  # a file, or a row of an Arrow dataset (hf layout)
     labels: tuple[str, ...]  # class labels; the answer letter (multiple choice); reference captions
     source: str = ""  # "file:row", so any later error can name where the sample came from
     choices: tuple[str, ...] = ()  # multiple-choice options, in the order they are lettered

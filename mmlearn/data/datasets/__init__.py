@@ -1,1 +1,1 @@
-"""Readers for datasets in their original, as-downloaded layouts (no conversion step)."""
+"""Readers for each dataset's original on-disk layout."""
