@@ -135,7 +135,7 @@ def test_the_image_changes_the_logits(tiny):
     with torch.no_grad():
         red = tiny.model(**fmt.encode(tiny.processor, PROMPTS[:1], _images("red"))).logits[0, -1]
         blue = tiny.model(**fmt.encode(tiny.processor, PROMPTS[:1], _images("blue"))).logits[0, -1]
-    assert (red - blue).abs().max() > 1e-3
+    assert (red - blue).abs().max() > 0.5  # not merely a rounding-level effect
 
 
 def _tower_of(name, towers):
@@ -309,6 +309,9 @@ def test_train_then_evaluate_reproduces_the_test_metrics(family, tmp_path, demo_
     assert json.loads((eval_dir / "metrics.json").read_text()) == {
         k: v for k, v in metrics.items() if k.startswith("test/")
     }
+    # after two steps every answer is still wrong, so the generated text is the real check
+    trained = (run_dir / "predictions" / "test.jsonl").read_text()
+    assert trained and (eval_dir / "predictions" / "test.jsonl").read_text() == trained
 
 
 @pytest.mark.slow

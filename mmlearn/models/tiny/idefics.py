@@ -50,16 +50,20 @@ def build_tiny_idefics(
     image_size: int = 28,
     patch_size: int = 14,
     gate_value: float = 1.0,
+    latent_scale: float = 0.01,
     seed: int = 0,
     output_logit_scale: float = 10.0,
 ) -> Path:
     """Write a random IDEFICS checkpoint + processor that `from_pretrained` loads offline.
 
     Like the real checkpoints it uses a decoupled embedding (the two image tokens are extra rows) and
-    a perceiver resampler. Two departures from a random init make it behave like a trained model: the
-    tanh gates of the cross-attention blocks are set to `gate_value` (at the default zero the image has
-    no effect and cross-attention LoRA gets no gradient), and nothing is frozen at construction
-    (`freeze_text_layers` / `freeze_vision_layers` default to True and would freeze at every load).
+    a perceiver resampler. Three departures from a random init make it behave like a trained model:
+    the tanh gates of the cross-attention blocks are set to `gate_value` (at the default zero the image
+    has no effect and cross-attention LoRA gets no gradient); the resampler's latents are scaled by
+    `latent_scale` (random latents of std 1 swamp the attention output, about 0.01, so the resampler's
+    output barely depends on the image: red and blue pictures differ by ~1%); and nothing is frozen at
+    construction (`freeze_text_layers` / `freeze_vision_layers` default to True and would freeze at
+    every load).
     """
     output_dir = Path(output_dir)
     tokenizer = _tokenizer(vocab_size)
@@ -111,6 +115,7 @@ def build_tiny_idefics(
         for block in model.model.gated_cross_attn_layers:
             block.alpha_cross_attn.fill_(gate_value)
             block.alpha_dense.fill_(gate_value)
+        model.model.perceiver_resampler.latents.mul_(latent_scale)
     scale_output_head(model, output_logit_scale)
     model.generation_config.bos_token_id = ids("<s>")
     model.generation_config.eos_token_id = ids("</s>")
