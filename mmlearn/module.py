@@ -10,6 +10,7 @@ import lightning as L
 import torch
 
 from mmlearn.models.adapters import attach_adapter, describe_trainable, load_adapter
+from mmlearn.models.loss import causal_lm_loss
 from mmlearn.models.towers import describe_towers, parameter_groups
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,9 @@ class VLMFineTuner(L.LightningModule):
         return {**batch, "inputs": inputs}
 
     def training_step(self, batch, batch_idx):
-        loss = self.model(**batch["inputs"]).loss
+        inputs = dict(batch["inputs"])
+        labels = inputs.pop("labels")
+        loss = causal_lm_loss(self.model(**inputs).logits, labels)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
         return loss
 

@@ -1,0 +1,1 @@
+"""Prompt formats of families without a chat template (same interface as `ChatTemplatePrompt`)."""
