@@ -1,0 +1,1 @@
+"""Readers for each dataset's original on-disk layout."""
