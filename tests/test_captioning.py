@@ -204,6 +204,15 @@ def test_missing_image_fails_naming_its_first_line_and_skip_counts_it(captions):
     assert "1003163366.jpg" not in {s.id.split("#")[0] for v in dm.splits.values() for s in v}
 
 
+def test_unusable_lines_do_not_move_the_split(captions):
+    before = _datamodule(captions).summary()["settings"]["split_images"]
+    _append(captions, "this line has no pipes at all")
+    dm = _datamodule(captions, "data.on_bad_sample=skip")
+    assert dm.summary()["settings"]["split_images"] == before
+    assert [s["source"] for s in dm.skipped()] == [f"{captions}/results.csv:27"]
+    assert dm.summary()["train"]["samples_skipped"] == 1
+
+
 def test_wrong_header_is_an_error(captions):
     path = captions / "results.csv"
     path.write_text(path.read_text().replace("image_name| comment_number| comment", "image,caption"))

@@ -17,8 +17,6 @@ from mmlearn.tasks.base import Parsed
 from mmlearn.tasks.captioning import CaptionMetrics
 from mmlearn.tasks.multiple_choice import MultipleChoiceMetrics
 
-pytestmark = pytest.mark.slow
-
 CAPTIONS = [
     ("a man throws a ball", ["a man throws a ball", "a player throws"]),
     ("", ["two boys play basketball"]),  # a failed parse
@@ -77,7 +75,8 @@ def test_two_processes_compute_the_single_process_metrics(tmp_path):
         port = s.getsockname()[1]
     torch.set_num_threads(1)
     out = tmp_path / "scores.json"
-    mp.spawn(_worker, args=(2, port, str(out)), nprocs=2, join=True)
+    # fork: the workers inherit the imported modules instead of importing torch again
+    mp.start_processes(_worker, args=(2, port, str(out)), nprocs=2, join=True, start_method="fork")
     together, alone = json.loads(out.read_text()), _scores()
     assert together == pytest.approx(alone, abs=1e-6)
     half = _scores(0, 2)

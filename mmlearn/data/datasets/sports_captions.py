@@ -117,7 +117,7 @@ class SportsCaptionsDataModule(VLMDataModule):
 
     @cached_property
     def split_of_image(self) -> dict[str, str]:
-        names = sorted({line.image for line in self.lines if line.image})
+        names = sorted({line.image for line in self.lines if line.error is None})
         parts = split_images(names, self.split_fractions, self.split_seed)
         return {name: split for split, names in parts.items() for name in names}
 
@@ -145,7 +145,8 @@ class SportsCaptionsDataModule(VLMDataModule):
         return samples, report
 
     def _rows(self, split: str):
-        """Unusable lines one by one (lines naming no image count in train), then one row per image."""
+        """Unusable lines one by one (those naming no image with a usable caption count in train), then
+        one row per image."""
         by_image: dict[str, list[CaptionLine]] = {}
         for line in self.lines:
             if self.split_of_image.get(line.image, "train") != split:
