@@ -1,0 +1,142 @@
+"""ScienceQA as it ships: `problems.json` (keyed by pid), `pid_splits.json` (train/val/test/minitrain/
+minival/minitest id lists) and `images/<split>/<pid>/image.png` for the questions that have an image.
+
+Questions without an image are text-only samples in every modality; image-only ScienceQA is refused
+(the question is text: with no text the model would be asked nothing).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+from mmlearn.data.datamodule import SPLITS, VLMDataModule
+from mmlearn.data.images import check_image
+from mmlearn.data.reading import collect_samples
+from mmlearn.data.sample import BadSampleError, Sample, SplitReport
+from mmlearn.tasks.multiple_choice import LETTERS, MultipleChoiceTask
+
+PID_LISTS = ("train", "val", "test", "minitrain", "minival", "minitest")
+
+
+def load_json_object(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, found {type(data).__name__}")
+    return data
+
+
+class ScienceQADataModule(VLMDataModule):
+    """`splits` maps our train/val/test to lists of pid_splits.json, e.g. {train: train, val: minival}."""
+
+    def __init__(
+        self,
+        *,
+        problems_file: str,
+        pid_splits_file: str,
+        image_dir: str,
+        splits: dict[str, str],
+        instruction: str,
+        answer_template: str,
+        **common,
+    ) -> None:
+        super().__init__(**common)
+        if not self.modality.text:
+            raise ValueError(
+                "ScienceQA questions are text: modality=image would send no question; "
+                "use modality=text or modality=text_image"
+            )
+        unknown = sorted(set(splits) - set(SPLITS))
+        if unknown or "train" not in splits:
+            raise ValueError(f"data.splits needs a train entry and keys among {SPLITS}, got {dict(splits)}")
+        bad = sorted(v for v in splits.values() if v not in PID_LISTS)
+        if bad:
+            raise ValueError(f"data.splits values must be lists of pid_splits.json {PID_LISTS}, got {bad}")
+        self.problems_file = Path(problems_file)
+        self.pid_splits_file = Path(pid_splits_file)
+        self.image_dir = Path(image_dir)
+        self.split_lists = dict(splits)
+        self.instruction = instruction
+        self.answer_template = answer_template
+
+    def build_task(self) -> MultipleChoiceTask:
+        return MultipleChoiceTask(self.instruction, self.answer_template)
+
+    def available_splits(self) -> tuple[str, ...]:
+        return tuple(split for split in SPLITS if split in self.split_lists)
+
+    @cached_property
+    def problems(self) -> dict:
+        return load_json_object(self.problems_file)
+
+    @cached_property
+    def pid_lists(self) -> dict:
+        return load_json_object(self.pid_splits_file)
+
+    def read_split(self, split: str) -> tuple[list[Sample], SplitReport]:
+        name = self.split_lists[split]
+        pids = self.pid_lists.get(name)
+        if not isinstance(pids, list):
+            raise ValueError(
+                f"{self.pid_splits_file}: key {name!r} (data.splits.{split}) is not a list of pids"
+            )
+        return collect_samples(
+            self._rows(name, pids),
+            self._sample,
+            file=f"{self.pid_splits_file}[{name}] -> {self.problems_file}",
+            on_bad_sample=self.on_bad_sample,
+        )
+
+    def _rows(self, name: str, pids: list):
+        for index, pid in enumerate(pids):
+            problem = self.problems.get(str(pid))
+            if not isinstance(problem, dict):
+                where = f"{self.pid_splits_file}:{name}[{index}]"
+                what = "is not in" if problem is None else "is not an object in"
+                yield where, {"id": str(pid), "__error__": f"pid {pid!r} {what} {self.problems_file}"}
+            else:
+                yield f"{self.problems_file}:{pid}", {**problem, "id": str(pid)}
+
+    def _sample(self, row: dict, source: str) -> Sample:
+        question, choices, answer = row.get("question"), row.get("choices"), row.get("answer")
+        if not isinstance(question, str) or not question.strip():
+            raise BadSampleError("question is missing or empty")
+        if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+            raise BadSampleError(f"choices must be a list of strings, got {choices!r}")
+        if not 2 <= len(choices) <= len(LETTERS):
+            raise BadSampleError(f"a question needs 2 to {len(LETTERS)} choices, got {len(choices)}")
+        if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
+            raise BadSampleError(f"answer index {answer!r} is out of range for {len(choices)} choices")
+        hint = row.get("hint")
+        if hint is not None and not isinstance(hint, str):
+            raise BadSampleError(f"hint must be a string or null, got {hint!r}")
+        return Sample(
+            id=row["id"],
+            text=question.strip(),
+            image_path=self._image_path(row) if self.modality.image else None,
+            labels=(LETTERS[answer],),
+            source=source,
+            choices=tuple(choices),
+            context=(hint or "").strip() or None,
+        )
+
+    def _image_path(self, row: dict) -> Path | None:
+        image = row.get("image")
+        if image is None:
+            return None
+        split = row.get("split")
+        if not isinstance(image, str) or not isinstance(split, str):
+            raise BadSampleError(f"image {image!r} / split {split!r} cannot name an image file")
+        path = self.image_dir / split / row["id"] / image
+        check_image(path)
+        return path
+
+    def record_settings(self) -> dict:
+        with_image = {split: sum(s.image_path is not None for s in v) for split, v in self.splits.items()}
+        return {"pid_lists": dict(self.split_lists), "questions_with_image": with_image}
