@@ -14,6 +14,7 @@ from PIL import Image
 
 from mmlearn.models.loss import causal_lm_loss
 from mmlearn.models.prompting import IGNORE_INDEX
+from mmlearn.models.towers import tower_of
 from tests.conftest import REPO, compose
 
 FAMILIES = ["paligemma2", "idefics"]
@@ -138,20 +139,11 @@ def test_the_image_changes_the_logits(tiny):
     assert (red - blue).abs().max() > 0.5  # not merely a rounding-level effect
 
 
-def _tower_of(name, towers):
-    matches = [(len(p), tower) for tower, prefixes in towers.items() for p in prefixes if _under(name, p)]
-    return max(matches)[1] if matches else None
-
-
-def _under(name, prefix):
-    return name == prefix or name.startswith(prefix + ".")
-
-
 def test_towers_cover_every_parameter_and_lora_regexes_stay_in_their_tower(tiny):
     towers, regexes = tiny.spec.towers, tiny.spec.lora_target_modules
-    unplaced = [n for n, _ in tiny.model.named_parameters() if _tower_of(n, towers) is None]
+    unplaced = [n for n, _ in tiny.model.named_parameters() if tower_of(n, towers) is None]
     assert not unplaced
-    assert {_tower_of(n, towers) for n, _ in tiny.model.named_parameters()} == {
+    assert {tower_of(n, towers) for n, _ in tiny.model.named_parameters()} == {
         "vision",
         "projector",
         "language",
@@ -160,9 +152,9 @@ def test_towers_cover_every_parameter_and_lora_regexes_stay_in_their_tower(tiny)
     for tower, regex in regexes.items():
         hits = [n for n in linear if re.fullmatch(regex, n)]
         assert hits, tower
-        assert {_tower_of(n, towers) for n in hits} == {tower}, tower
+        assert {tower_of(n, towers) for n in hits} == {tower}, tower
     # the trap: the vision tower has q/k/v projections too; a plain name list would reach them
-    vision_qkv = [n for n in linear if _tower_of(n, towers) == "vision" and re.search(r"\.q_proj$", n)]
+    vision_qkv = [n for n in linear if tower_of(n, towers) == "vision" and re.search(r"\.q_proj$", n)]
     assert vision_qkv and not any(re.fullmatch(regexes["language"], n) for n in vision_qkv)
     if tiny.family == "idefics":  # LoRA reaches the gated cross-attention
         assert any(re.fullmatch(regexes["language"], n) for n in linear if ".cross_attn." in n)
@@ -195,6 +187,7 @@ def test_qlora_on_cpu_keeps_vision_and_projector_unquantised_and_trains(tiny):
     from transformers import BitsAndBytesConfig
 
     from mmlearn.models.adapters import attach_adapter
+    from mmlearn.models.towers import TowerPlan
 
     spec = tiny.spec
     quant = BitsAndBytesConfig(
@@ -208,11 +201,17 @@ def test_qlora_on_cpu_keeps_vision_and_projector_unquantised_and_trains(tiny):
     for name, module in base.named_modules():
         if isinstance(module, torch.nn.Linear):
             quantised = isinstance(module, bnb.nn.Linear4bit)
-            tower = _tower_of(name + ".weight", spec.towers)
+            tower = tower_of(name + ".weight", spec.towers)
             assert quantised == (tower == "language" and not name.startswith("lm_head")), name
+    plan = TowerPlan(
+        modes={"vision": "frozen", "projector": "frozen", "language": "lora"},
+        lr={"vision": None, "projector": None, "language": None},
+    )
     model = attach_adapter(
         base,
+        spec,
         LoraConfig(r=4, lora_alpha=8, target_modules=spec.lora_target_modules["language"]),
+        plan,
         quantized=True,
     )
     batch = spec.prompt.encode(tiny.processor, PROMPTS, _images("red", "blue"), answers=ANSWERS)

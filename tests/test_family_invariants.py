@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from mmlearn.models.adapters import attach_adapter, load_adapter
+from mmlearn.models.loss import causal_lm_loss
 from mmlearn.models.towers import TOWERS, TowerPlan, check_tower_map, parameter_groups, tower_of
 from tests.conftest import CONF, compose
 
@@ -116,7 +117,7 @@ def test_dora_adds_magnitudes_and_trains(family):
     model = attach_adapter(spec.load_model(), spec, _adapter(cfg, use_dora=True), _plan(), quantized=False)
     assert any("lora_magnitude_vector" in n for n, p in model.named_parameters() if p.requires_grad)
     labels = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
-    model(**inputs, labels=labels).loss.backward()
+    causal_lm_loss(model(**inputs).logits, labels).backward()
     grads = [p.grad for n, p in model.named_parameters() if p.requires_grad]
     assert all(g is not None for g in grads)
 
