@@ -1,0 +1,1 @@
+"""Prompt formats for families whose needs go beyond `ChatTemplatePrompt`."""
