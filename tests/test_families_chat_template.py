@@ -226,6 +226,12 @@ def test_qlora_on_cpu_keeps_vision_and_projector_unquantised_and_trains(built, d
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in lora.items() if "lora_B" in n)
 
 
+def test_mllama_text_only_prompt_does_not_change_with_the_date(built):
+    spec, processor, _ = built("mllama")
+    rendered = spec.prompt.render(processor, "Hello", 0)
+    assert f"Today Date: {spec.prompt.date_string}\n" in rendered  # the template's default is today
+
+
 def _run(script, *overrides):
     out = subprocess.run(
         [sys.executable, script, *overrides], cwd=REPO, capture_output=True, text=True, timeout=900
@@ -255,6 +261,9 @@ def test_train_then_evaluate_reproduces_the_test_metrics(tmp_path, family):
     assert json.loads((eval_dir / "metrics.json").read_text()) == {
         k: v for k, v in metrics.items() if k.startswith("test/")
     }
+    # the raw generations too: equal metrics alone could be two different sets of parse failures
+    trained = (run_dir / "predictions" / "test.jsonl").read_text()
+    assert (eval_dir / "predictions" / "test.jsonl").read_text() == trained
 
 
 @pytest.mark.slow

@@ -28,10 +28,13 @@ SPECIAL_TOKENS = [
 ]
 
 # The structure of Llama-3.2-11B-Vision-Instruct's template: bos, a dated system turn only for
-# text-only prompts (the real one uses today's date), an error for a system message with images,
-# and <|image|> placeholders where the user turn puts them.
+# text-only prompts (today's date unless `date_string` is given), an error for a system message with
+# images, and <|image|> placeholders where the user turn puts them.
 CHAT_TEMPLATE = (
     "{{- bos_token }}"
+    "{%- if not date_string is defined %}{%- if strftime_now is defined %}"
+    "{%- set date_string = strftime_now('%d %b %Y') %}{%- else %}{%- set date_string = '26 Jul 2024' %}"
+    "{%- endif %}{%- endif %}"
     "{%- if messages[0]['role'] == 'system' %}"
     "{%- if messages[0]['content'] is string %}{%- set system_message = messages[0]['content'] | trim %}"
     "{%- else %}{%- set system_message = messages[0]['content'][0]['text'] | trim %}{%- endif %}"
@@ -45,7 +48,7 @@ CHAT_TEMPLATE = (
     "{{- raise_exception('Prompting with images is incompatible with system messages.') }}{%- endif %}"
     "{%- if not ns.has_images %}"
     "{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}"
-    "{{- 'Cutting Knowledge Date: December 2023\\nToday Date: 26 Jul 2024\\n\\n' }}"
+    "{{- 'Cutting Knowledge Date: December 2023\\nToday Date: ' + date_string + '\\n\\n' }}"
     "{{- system_message }}{{- '<|eot_id|>' }}"
     "{%- endif %}"
     "{%- for message in messages %}"
