@@ -1,1 +1,1 @@
-"""Prompt formats of families without a chat template (same interface as `ChatTemplatePrompt`)."""
+"""Prompt formats for families whose needs go beyond `ChatTemplatePrompt`."""
