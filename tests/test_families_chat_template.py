@@ -19,6 +19,8 @@ from mmlearn.data.collate import IGNORE_INDEX, PromptCollator, TrainCollator
 from mmlearn.data.images import load_rgb
 from mmlearn.data.sample import Sample
 from mmlearn.models.adapters import attach_adapter
+from mmlearn.models.loss import causal_lm_loss
+from mmlearn.models.towers import TowerPlan, tower_of
 from mmlearn.tasks import MultiLabelTask
 from tests.conftest import REPO, compose
 
@@ -69,20 +71,6 @@ def _samples(demo_dir, n=3, image=True):
     ]
 
 
-def _tower(name: str, towers: dict[str, list[str]]) -> str | None:
-    """The tower owning a parameter or module name: the longest matching prefix wins."""
-    best = max(
-        (
-            (len(p), tower)
-            for tower, prefixes in towers.items()
-            for p in prefixes
-            if name.startswith(p + ".") or name == p
-        ),
-        default=None,
-    )
-    return best[1] if best else None
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 def test_tiny_checkpoint_reloads_like_a_real_one(built, family):
     spec, processor, model = built(family)
@@ -95,7 +83,7 @@ def test_tiny_checkpoint_reloads_like_a_real_one(built, family):
     assert model.dtype == torch.float32
     assert sum(p.numel() for p in model.parameters()) < 400_000
     # every parameter belongs to exactly one tower
-    assert all(_tower(n, spec.towers) for n, _ in model.named_parameters())
+    assert all(tower_of(n, spec.towers) for n, _ in model.named_parameters())
 
 
 @pytest.mark.parametrize("image", [True, False], ids=["text_image", "text"])
@@ -176,13 +164,13 @@ def test_the_image_changes_the_logits(built, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_lora_regexes_stay_inside_their_tower(built, family):
+def test_lora_regexes_stay_inside_theirtower_of(built, family):
     spec, _, model = built(family)
     names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     for tower, regex in spec.lora_target_modules.items():
         matched = [n for n in names if re.fullmatch(regex, n)]
         assert matched, f"{tower} regex matches nothing"
-        assert {_tower(n, spec.towers) for n in matched} == {tower}, matched
+        assert {tower_of(n, spec.towers) for n in matched} == {tower}, matched
     language = [n for n in names if re.fullmatch(spec.lora_target_modules["language"], n)]
     # every attention/MLP projection of the language model, and not the output head
     assert not any(n == "lm_head" for n in language)
@@ -216,10 +204,12 @@ def test_qlora_on_cpu_keeps_vision_and_projector_unquantised_and_trains(built, d
     linears = {n: m for n, m in base.named_modules() if isinstance(m, torch.nn.Linear)}
     for name, module in linears.items():
         quantised = isinstance(module, bnb.nn.Linear4bit)
-        assert quantised == (_tower(name, spec.towers) == "language" and name != "lm_head"), name
-    model = attach_adapter(base, instantiate(cfg.peft.adapter, _convert_="all"), quantized=True)
+        assert quantised == (tower_of(name, spec.towers) == "language" and name != "lm_head"), name
+    plan = TowerPlan(modes=dict(cfg.peft.towers), lr=dict(cfg.peft.tower_lr))
+    model = attach_adapter(base, spec, instantiate(cfg.peft.adapter, _convert_="all"), plan, quantized=True)
     batch = TrainCollator(processor, spec.prompt, _task())(_samples(demo_dir))["inputs"]
-    model(**batch).loss.backward()
+    labels = batch.pop("labels")
+    causal_lm_loss(model(**batch).logits, labels).backward()
     lora = {n: p for n, p in model.named_parameters() if p.requires_grad}
     assert lora and all("lora_" in n for n in lora)
     # lora_B starts at zero, so it is the one that gets a gradient from the first step
