@@ -257,7 +257,7 @@ def test_train_then_evaluate_reproduces_the_test_metrics(tmp_path, family):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("peft", ["qlora", "none"])
-def test_mllama_trains_with_qlora_and_full_fine_tuning(tmp_path, peft):
+@pytest.mark.parametrize("peft", ["qlora", "dora", "none"])
+def test_mllama_trains_with_qlora_dora_and_full_fine_tuning(tmp_path, peft):
     metrics = _train(tmp_path / "run", "mllama", f"peft={peft}", "trainer.max_steps=1")
     assert "test/f1_macro" in metrics

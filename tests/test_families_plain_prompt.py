@@ -314,7 +314,7 @@ def test_train_then_evaluate_reproduces_the_test_metrics(family, tmp_path, demo_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("peft", ["qlora", "none"])
-def test_paligemma2_trains_with_qlora_and_full_fine_tune(peft, tmp_path, demo_dir):
+@pytest.mark.parametrize("peft", ["qlora", "dora", "none"])
+def test_paligemma2_trains_with_qlora_dora_and_full_fine_tune(peft, tmp_path, demo_dir):
     metrics = _train(tmp_path / "run", demo_dir, "paligemma2", peft, 1)
     assert "test/f1_macro" in metrics
