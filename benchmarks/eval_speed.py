@@ -44,6 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--samples", type=int, default=64, help="test samples")
+    parser.add_argument("--train-samples", type=int, default=16, help="train split size (the run's data)")
     parser.add_argument("--eval-batch-size", type=int, default=32)
     parser.add_argument("--seed-max-new-tokens", type=int, default=SEED_MAX_NEW_TOKENS)
     parser.add_argument("--run-dir", type=Path, help="a trained demo run (default: the untrained tiny model)")
@@ -67,7 +68,7 @@ def main() -> None:
             f"paths.output_dir={work}/out",
             f"paths.cache_dir={os.environ['MMLEARN_CACHE_DIR']}",
             f"data.root={work}/demo",
-            f"data.prepare.splits={{train: 16, val: 16, test: {args.samples}}}",
+            f"data.prepare.splits={{train: {args.train_samples}, val: 16, test: {args.samples}}}",
             f"data.eval_batch_size={args.eval_batch_size}",
             "trainer=cpu",
         ],
@@ -109,6 +110,10 @@ def main() -> None:
     with torch.no_grad():
         result["per_sample"] = per_sample_generation(
             module, datamodule.splits["test"], args.seed_max_new_tokens
+        )
+        # how much of the gap is batching alone: the same loop with mmlearn's answer-sized budget
+        result["per_sample_mmlearn_budget"] = per_sample_generation(
+            module, datamodule.splits["test"], module.max_new_tokens
         )
     base = result["per_sample"]["samples_per_second"]
     result["speedup_vs_per_sample"] = result["batched"]["generate"]["samples_per_second"] / base
