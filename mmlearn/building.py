@@ -16,7 +16,7 @@ def build_datamodule(cfg: DictConfig):
     return datamodule
 
 
-def build_module(cfg: DictConfig, task, *, adapter_dir=None, spec=None) -> VLMFineTuner:
+def build_module(cfg: DictConfig, task, *, adapter_dir=None, spec=None, decoder=None) -> VLMFineTuner:
     spec = spec if spec is not None else instantiate(cfg.model, _convert_="all")
     return VLMFineTuner(
         spec=spec,
@@ -27,6 +27,7 @@ def build_module(cfg: DictConfig, task, *, adapter_dir=None, spec=None) -> VLMFi
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler),
         extra_new_tokens=cfg.extra_new_tokens,
+        decoder=decoder if decoder is not None else instantiate(cfg.decoding),
         adapter_dir=adapter_dir,
     )
 

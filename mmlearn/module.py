@@ -9,6 +9,7 @@ from functools import cached_property
 import lightning as L
 import torch
 
+from mmlearn.decoding.records import prediction_record
 from mmlearn.models.adapters import attach_adapter, describe_trainable, load_adapter
 from mmlearn.models.loss import causal_lm_loss
 from mmlearn.models.towers import describe_towers, parameter_groups
@@ -28,6 +29,7 @@ class VLMFineTuner(L.LightningModule):
         optimizer,
         scheduler,
         extra_new_tokens: int,
+        decoder,
         adapter_dir: str | None = None,
     ) -> None:
         super().__init__()
@@ -37,6 +39,8 @@ class VLMFineTuner(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.extra_new_tokens = extra_new_tokens
+        decoder.check(task)
+        self.decoder = decoder  # how answers are read, in validation, test and evaluate.py alike
         self.processor = spec.load_processor()
         base = spec.load_model(quantization=quantization)
         if adapter_dir is not None:
@@ -68,23 +72,23 @@ class VLMFineTuner(L.LightningModule):
         return loss
 
     @torch.no_grad()
-    def generate_answers(self, inputs: dict) -> list[str]:
+    def generate_answers(self, inputs: dict, **overrides) -> list[str]:
         tokenizer = self.processor.tokenizer
-        out = self.model.generate(
-            **inputs,
-            max_new_tokens=self.max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
+        kwargs = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": False,
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            **overrides,
+        }
+        out = self.model.generate(**inputs, **kwargs)
         return tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
     def _evaluate_batch(self, batch, metrics) -> list[dict]:
-        outputs = self.generate_answers(batch["inputs"])
+        decoded = self.decoder.decode(self, batch)
         samples = batch["samples"]
-        parsed = [self.task.parse(raw, sample) for raw, sample in zip(outputs, samples, strict=True)]
-        metrics.update(parsed, samples)
-        return [self.task.record(s, raw, p) for s, raw, p in zip(samples, outputs, parsed, strict=True)]
+        metrics.update([d.parsed for d in decoded], samples)
+        return [prediction_record(self.task, batch, i, d) for i, d in enumerate(decoded)]
 
     def validation_step(self, batch, batch_idx):
         return self._evaluate_batch(batch, self.val_metrics)

@@ -4,9 +4,20 @@ asked exactly the same question in training and in evaluation."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 IGNORE_INDEX = -100
+Shot = tuple[str, list, str]  # (prompt, images, answer) of one in-context example
+
+
+def _text(text: str) -> dict:
+    return {"type": "text", "text": text}
+
+
+def _user(prompt: str, n_images: int) -> dict:
+    return {"role": "user", "content": [{"type": "image"}] * n_images + [_text(prompt)]}
 
 
 class ChatTemplatePrompt:
@@ -20,11 +31,13 @@ class ChatTemplatePrompt:
         self.max_images = max_images
         self.nested_images = nested_images  # processors that take one image list per prompt
 
-    def render(self, processor, prompt: str, n_images: int) -> str:
-        content = [{"type": "image"}] * n_images + [{"type": "text", "text": prompt}]
-        messages = [{"role": "user", "content": content}]
-        if self.system:
-            messages.insert(0, {"role": "system", "content": [{"type": "text", "text": self.system}]})
+    def render(self, processor, prompt: str, n_images: int, shots: Sequence[Shot] = ()) -> str:
+        """Few-shot examples become earlier user/assistant turns, each with its own images."""
+        messages = [{"role": "system", "content": [_text(self.system)]}] if self.system else []
+        for shot_prompt, shot_images, answer in shots:
+            messages.append(_user(shot_prompt, len(shot_images)))
+            messages.append({"role": "assistant", "content": [_text(answer)]})
+        messages.append(_user(prompt, n_images))
         return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def check_images(self, images: list[list]) -> None:
@@ -41,9 +54,20 @@ class ChatTemplatePrompt:
             return images
         return [image for group in images for image in group]
 
-    def encode_prompts(self, processor, prompts: list[str], images: list[list], padding_side: str):
+    def encode_prompts(
+        self, processor, prompts: list[str], images: list[list], padding_side: str, shots=None
+    ):
+        shots = shots or [()] * len(prompts)
+        texts = [
+            self.render(processor, p, len(group), row_shots)
+            for p, group, row_shots in zip(prompts, images, shots, strict=True)
+        ]
+        # shot images come first, in the order their turns appear
+        images = [
+            [image for _, shot_images, _ in row_shots for image in shot_images] + list(group)
+            for group, row_shots in zip(images, shots, strict=True)
+        ]
         self.check_images(images)
-        texts = [self.render(processor, p, len(group)) for p, group in zip(prompts, images, strict=True)]
         return processor(
             text=texts,
             images=self._processor_images(images),
@@ -52,10 +76,17 @@ class ChatTemplatePrompt:
             return_tensors="pt",
         )
 
-    def encode(self, processor, prompts: list[str], images: list[list], answers: list[str] | None = None):
+    def encode(
+        self,
+        processor,
+        prompts: list[str],
+        images: list[list],
+        answers: list[str] | None = None,
+        shots: list[Sequence[Shot]] | None = None,
+    ):
         """Left-padded prompts for `generate`, or (with answers) a training batch whose labels cover
-        only the answer and end tokens."""
-        batch = self.encode_prompts(processor, prompts, images, padding_side="left")
+        only the answer and end tokens. `shots` (one list per prompt) are rendered as prior turns."""
+        batch = self.encode_prompts(processor, prompts, images, padding_side="left", shots=shots)
         if answers is None:
             return dict(batch)
         tokenizer = processor.tokenizer

@@ -62,6 +62,11 @@ class ClassificationTask(Task):
     def longest_answer(self) -> str:
         raise NotImplementedError
 
+    def candidates(self, limit: int) -> list[tuple[str, tuple[str, ...]]]:
+        """Every valid answer with the labels it means, for constrained decoding and label scoring.
+        Refuses to enumerate more than `limit` answers (a multi-label task has 2^K)."""
+        raise NotImplementedError
+
     def to_multi_hot(self, labels: tuple[str, ...] | list[str]) -> torch.Tensor:
         index = {label: i for i, label in enumerate(self.labels)}
         row = torch.zeros(self.num_labels, dtype=torch.long)
@@ -85,6 +90,18 @@ class MultiLabelTask(ClassificationTask):
 
     def longest_answer(self) -> str:
         return json.dumps(self.labels)
+
+    def candidates(self, limit: int) -> list[tuple[str, tuple[str, ...]]]:
+        if 2**self.num_labels > limit:
+            raise ValueError(
+                f"{self.num_labels} labels make {2**self.num_labels} possible answers (every subset), "
+                f"more than the limit of {limit}; raise decoding.max_candidates or use decoding=generate"
+            )
+        subsets = (
+            tuple(label for i, label in enumerate(self.labels) if mask >> i & 1)
+            for mask in range(2**self.num_labels)
+        )
+        return [(self.target(subset), subset) for subset in subsets]
 
     def parse(self, output: str, sample: Sample | None = None) -> Parsed:
         match = _JSON_ARRAY.search(output)
@@ -118,6 +135,11 @@ class MultiClassTask(ClassificationTask):
 
     def longest_answer(self) -> str:
         return max(self.labels, key=len)
+
+    def candidates(self, limit: int) -> list[tuple[str, tuple[str, ...]]]:
+        if self.num_labels > limit:
+            raise ValueError(f"{self.num_labels} labels exceed decoding.max_candidates={limit}")
+        return [(label, (label,)) for label in self.labels]
 
     def parse(self, output: str, sample: Sample | None = None) -> Parsed:
         text = output.strip().strip(".").strip('"').strip()

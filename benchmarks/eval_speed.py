@@ -1,0 +1,137 @@
+"""Evaluation throughput on CPU: mmlearn's batched decoders vs the seeds' one-sample-at-a-time
+`generate` (seed 001: `model.generate(**inputs, max_new_tokens=64)` per sample), in one process, on the
+tiny Qwen2-VL and demo data. `python benchmarks/eval_speed.py --out eval_speed.json`"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SEED_MAX_NEW_TOKENS = 64  # seed 001's inference example and its VLM_MAX_NEW_TOKENS default
+
+
+def per_sample_generation(module, samples, max_new_tokens: int) -> dict:
+    """The seeds' loop: encode one prompt, generate, decode, parse; no batching, no early budget."""
+    from mmlearn.data.collate import PromptCollator
+
+    collate = PromptCollator(module.processor, module.spec.prompt, module.task)
+    tokenizer = module.processor.tokenizer
+    failures = 0
+    start = time.perf_counter()
+    for sample in samples:
+        inputs = collate([sample])["inputs"]
+        out = module.model.generate(
+            **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+        text = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        failures += not module.task.parse(text, sample).ok
+    seconds = time.perf_counter() - start
+    return {
+        "samples_per_second": len(samples) / seconds,
+        "seconds": seconds,
+        "parse_failure_rate": failures / len(samples),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--samples", type=int, default=64, help="test samples")
+    parser.add_argument("--train-samples", type=int, default=16, help="train split size (the run's data)")
+    parser.add_argument("--eval-batch-size", type=int, default=32)
+    parser.add_argument("--seed-max-new-tokens", type=int, default=SEED_MAX_NEW_TOKENS)
+    parser.add_argument("--run-dir", type=Path, help="a trained demo run (default: the untrained tiny model)")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    work = Path(tempfile.mkdtemp(prefix="eval_speed."))
+    os.environ.setdefault("MMLEARN_CACHE_DIR", str(REPO / ".cache" / "mmlearn"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import torch
+    from hydra.utils import instantiate
+
+    from mmlearn.building import build_datamodule
+    from mmlearn.evaluation import build_base_module, build_run_module, load_run_config, run_split
+    from tests.conftest import compose
+
+    torch.manual_seed(0)
+    cfg = compose(
+        [
+            f"paths.root_dir={work}",
+            f"paths.output_dir={work}/out",
+            f"paths.cache_dir={os.environ['MMLEARN_CACHE_DIR']}",
+            f"data.root={work}/demo",
+            f"data.prepare.splits={{train: {args.train_samples}, val: 16, test: {args.samples}}}",
+            f"data.eval_batch_size={args.eval_batch_size}",
+            "trainer=cpu",
+        ],
+        config_name="train",
+    )
+    datamodule = build_datamodule(cfg)
+    decoders = {
+        name: instantiate(compose([f"decoding={name}"], "train").decoding)
+        for name in ("generate", "constrained", "score")
+    }
+    if args.run_dir:
+        module = build_run_module(
+            args.run_dir, load_run_config(args.run_dir), datamodule.task, decoders["generate"]
+        )
+    else:
+        module = build_base_module(cfg, datamodule.task, decoders["generate"])
+    module.eval()
+    datamodule.connect(module.processor, module.spec.prompt)
+    result = {
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "model": cfg.model.name,
+        "trained": str(args.run_dir) if args.run_dir else None,
+        "samples": args.samples,
+        "eval_batch_size": args.eval_batch_size,
+        "mmlearn_max_new_tokens": module.max_new_tokens,
+        "per_sample_max_new_tokens": args.seed_max_new_tokens,
+        "batched": {},
+    }
+    for name, decoder in decoders.items():
+        module.decoder = decoder
+        metrics, seconds = run_split(module, datamodule, cfg, "test", work / name, None)
+        result["batched"][name] = {
+            "samples_per_second": metrics["test/samples_per_second"],
+            "seconds": seconds,
+            "parse_failure_rate": metrics["test/parse_failure_rate"],
+            "f1_macro": metrics["test/f1_macro"],
+        }
+    with torch.no_grad():
+        result["per_sample"] = per_sample_generation(
+            module, datamodule.splits["test"], args.seed_max_new_tokens
+        )
+        # how much of the gap is batching alone: the same loop with mmlearn's answer-sized budget
+        result["per_sample_mmlearn_budget"] = per_sample_generation(
+            module, datamodule.splits["test"], module.max_new_tokens
+        )
+    base = result["per_sample"]["samples_per_second"]
+    result["speedup_vs_per_sample"] = result["batched"]["generate"]["samples_per_second"] / base
+    result["speedup_from_batching_alone"] = (
+        result["batched"]["generate"]["samples_per_second"]
+        / result["per_sample_mmlearn_budget"]["samples_per_second"]
+    )
+    result["speedup_vs_per_sample_by_decoding"] = {
+        name: row["samples_per_second"] / base for name, row in result["batched"].items()
+    }
+    result["parse_failure_rate"] = {
+        name: row["parse_failure_rate"] for name, row in result["batched"].items()
+    }
+    result["parse_failure_rate"]["per_sample"] = result["per_sample"]["parse_failure_rate"]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

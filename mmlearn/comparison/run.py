@@ -1,0 +1,49 @@
+"""`compare.py`: evaluate every mode on the same split with the same prompt and decoder, then report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mmlearn.comparison.report import write_report
+from mmlearn.evaluation import evaluate
+
+log = logging.getLogger(__name__)
+
+# What a mode may change; everything else (model, data, split, prompt, decoding) is shared.
+MODE_KEYS = {"run_dir", "shots", "shots_per_class", "shot_seed", "resample"}
+COMPARE_KEYS = ("modes", "reference", "bootstrap")
+
+
+def mode_configs(cfg: DictConfig, out: Path) -> dict[str, DictConfig]:
+    if not cfg.modes:
+        raise ValueError(
+            "modes is empty: name at least two, e.g. modes={zero_shot: {}, two_shot: {shots: 2}}"
+        )
+    shared = OmegaConf.to_container(cfg, resolve=True)
+    for key in COMPARE_KEYS:
+        shared.pop(key)
+    configs = {}
+    for name, delta in cfg.modes.items():
+        unknown = set(delta or {}) - MODE_KEYS
+        if unknown:
+            raise ValueError(
+                f"modes.{name}: {sorted(unknown)} cannot differ between modes (allowed: {sorted(MODE_KEYS)})"
+            )
+        configs[name] = OmegaConf.merge(shared, delta or {}, {"paths": {"output_dir": str(out / name)}})
+    return configs
+
+
+def compare(cfg: DictConfig) -> list[dict]:
+    out = Path(cfg.paths.output_dir)
+    configs = mode_configs(cfg, out)
+    for name, mode_cfg in configs.items():
+        log.info("mode %s", name)
+        evaluate(mode_cfg)
+    table = write_report(
+        {name: out / name for name in configs}, cfg.reference, out, cfg.bootstrap.samples, cfg.bootstrap.seed
+    )
+    log.info("comparison written to %s", out / "report.md")
+    return table

@@ -1,0 +1,37 @@
+"""What a decoder returns, and the check that a task has the closed answer set a decoder needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mmlearn.tasks.base import Parsed
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One answer: the text, what the task's parser made of it, and per-class probabilities when the
+    decoder computes them."""
+
+    output: str
+    parsed: Parsed
+    scores: dict[str, float] | None = None
+
+
+class Decoder:
+    name = ""
+
+    def check(self, task) -> None:
+        """Raise when this decoder cannot serve the task; called once, before any batch."""
+
+    def decode(self, module, batch: dict) -> list[Decoded]:
+        raise NotImplementedError
+
+
+def require_closed_answers(decoder: Decoder, task, limit: int) -> list[tuple[str, tuple[str, ...]]]:
+    """The task's valid answers, or a clear error for tasks without a closed set (captioning, ...)."""
+    if not callable(getattr(task, "candidates", None)):
+        raise ValueError(
+            f"decoding={decoder.name} needs a task with a closed set of answers (classification); "
+            f"{type(task).__name__} supports only decoding=generate"
+        )
+    return task.candidates(limit)

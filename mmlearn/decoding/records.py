@@ -1,0 +1,14 @@
+"""One line of predictions/<split>.jsonl: the task's record plus what decoding and prompting add."""
+
+from __future__ import annotations
+
+
+def prediction_record(task, batch: dict, index: int, decoded) -> dict:
+    row = task.record(batch["samples"][index], decoded.output, decoded.parsed)
+    if batch.get("prompt_ids") is not None:
+        row["prompt_id"] = batch["prompt_ids"][index]
+    if batch.get("shot_ids") is not None:
+        row["shot_ids"] = batch["shot_ids"][index]
+    if decoded.scores is not None:
+        row["scores"] = decoded.scores
+    return row

@@ -1,0 +1,136 @@
+"""Label-likelihood scoring: every valid answer is scored as a continuation of the prompt, in batched
+forward passes of (samples x candidates) rows; the answer's end token is part of the scored span, so a
+label that is a prefix of another (`not` / `not_informative`) stays distinguishable.
+
+`normalize=sum` (the default) scores log P(answer + end | prompt), so a softmax over the candidates is
+the model's own distribution restricted to the valid answers: calibrated per-class probabilities, and
+for multi-label tasks exact per-label marginals. `mean` (per-token average) removes the bias towards
+short answers but is no longer a probability; use it to compare, not for thresholds.
+
+Multi-class: the argmax candidate; `scores` are the softmax over the K labels.
+Multi-label: the candidates are the 2^K valid JSON arrays; P(label present) is the summed probability
+of the arrays containing it, and a label is predicted when P >= its threshold (`thresholds` per label,
+else `threshold`; `evaluate.py tune_thresholds=true` tunes them on val). `scores` are those marginals.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mmlearn.decoding.base import Decoded, Decoder, require_closed_answers
+from mmlearn.models.prompting import IGNORE_INDEX
+from mmlearn.tasks.base import Parsed
+
+NORMALIZE = ("sum", "mean")
+
+
+class ScoreDecoder(Decoder):
+    name = "score"
+
+    def __init__(
+        self,
+        *,
+        normalize: str,
+        rows_per_batch: int,
+        max_candidates: int,
+        threshold: float,
+        thresholds: dict[str, float] | None,
+    ) -> None:
+        if normalize not in NORMALIZE:
+            raise ValueError(f"decoding.normalize must be one of {NORMALIZE}, got {normalize!r}")
+        self.normalize = normalize
+        self.rows_per_batch = rows_per_batch
+        self.max_candidates = max_candidates
+        self.threshold = threshold
+        self.thresholds = dict(thresholds) if thresholds else None
+
+    def check(self, task) -> None:
+        require_closed_answers(self, task, self.max_candidates)
+        if self.thresholds is not None and set(self.thresholds) != set(task.labels):
+            raise ValueError(f"decoding.thresholds must name exactly the labels {task.labels}")
+
+    def with_thresholds(self, thresholds: dict[str, float]) -> ScoreDecoder:
+        return ScoreDecoder(
+            normalize=self.normalize,
+            rows_per_batch=self.rows_per_batch,
+            max_candidates=self.max_candidates,
+            threshold=self.threshold,
+            thresholds=thresholds,
+        )
+
+    def label_thresholds(self, labels: list[str]) -> torch.Tensor:
+        return torch.tensor([(self.thresholds or {}).get(label, self.threshold) for label in labels])
+
+    def decode(self, module, batch: dict) -> list[Decoded]:
+        task = module.task
+        candidates = require_closed_answers(self, task, self.max_candidates)
+        logp = score_candidates(
+            module.model,
+            module.processor,
+            module.spec.prompt,
+            batch,
+            [answer for answer, _ in candidates],
+            normalize=self.normalize,
+            rows_per_batch=self.rows_per_batch,
+            device=module.device,
+        )
+        probs = logp.softmax(dim=-1)
+        if task.kind == "multiclass":
+            return [_decoded(task, candidates[int(row.argmax())][1], row, task.labels) for row in probs]
+        membership = torch.stack([task.to_multi_hot(labels) for _, labels in candidates]).to(probs)
+        marginals = probs @ membership  # (samples, labels): P(label in the answer)
+        chosen = marginals >= self.label_thresholds(task.labels).to(marginals)
+        return [
+            _decoded(task, tuple(lab for lab, on in zip(task.labels, row, strict=True) if on), p, task.labels)
+            for row, p in zip(chosen.tolist(), marginals, strict=True)
+        ]
+
+
+def _decoded(task, labels: tuple[str, ...], probs: torch.Tensor, names: list[str]) -> Decoded:
+    scores = {name: float(p) for name, p in zip(names, probs.tolist(), strict=True)}
+    return Decoded(task.target(labels), Parsed(labels), scores)
+
+
+@torch.no_grad()
+def score_candidates(
+    model,
+    processor,
+    prompt_format,
+    batch: dict,
+    answers: list[str],
+    *,
+    normalize: str,
+    rows_per_batch: int,
+    device,
+) -> torch.Tensor:
+    """log P(answer + end token | prompt) for every (sample, answer) pair: a (samples, answers) tensor.
+    Rows are right-padded after the answer, so padding never changes a row's score."""
+    n, c = len(batch["prompts"]), len(answers)
+    rows = [(i, j) for i in range(n) for j in range(c)]
+    scores = torch.empty(n * c)
+    for start in range(0, len(rows), rows_per_batch):
+        chunk = rows[start : start + rows_per_batch]
+        extra = {"shots": [batch["shots"][i] for i, _ in chunk]} if batch.get("shots") is not None else {}
+        inputs = prompt_format.encode(
+            processor,
+            [batch["prompts"][i] for i, _ in chunk],
+            [batch["images"][i] for i, _ in chunk],
+            answers=[answers[j] for _, j in chunk],
+            **extra,
+        )
+        scores[start : start + len(chunk)] = _answer_logprob(model, inputs, normalize, device)
+    return scores.view(n, c)
+
+
+def _answer_logprob(model, inputs: dict, normalize: str, device) -> torch.Tensor:
+    inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+    labels = inputs.pop("labels")[:, 1:]
+    logits = model(**inputs).logits[:, :-1]
+    mask = labels != IGNORE_INDEX
+    picked = logits[mask].float().log_softmax(dim=-1)  # only the answer positions: (tokens, vocab)
+    token_logp = picked.gather(1, labels[mask].unsqueeze(1)).squeeze(1)
+    row = torch.zeros(labels.shape[0], device=token_logp.device, dtype=token_logp.dtype)
+    row.index_add_(0, mask.nonzero()[:, 0], token_logp)
+    if normalize == "mean":
+        row = row / mask.sum(dim=1)
+    return row.cpu()

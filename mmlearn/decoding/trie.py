@@ -1,0 +1,44 @@
+"""A token trie over every valid answer (+ end token), for `prefix_allowed_tokens_fn`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+class TokenTrie:
+    def __init__(self, sequences: Iterable[Sequence[int]]) -> None:
+        self.root: dict[int, dict] = {}
+        self.depth = 0
+        for sequence in sequences:
+            node = self.root
+            for token in sequence:
+                node = node.setdefault(int(token), {})
+            self.depth = max(self.depth, len(sequence))
+
+    def next_tokens(self, prefix: Sequence[int]) -> list[int]:
+        """Tokens that extend `prefix` towards a valid answer; empty once an answer is complete (or the
+        prefix left the trie, e.g. the padding after a finished row)."""
+        node = self.root
+        for token in prefix:
+            node = node.get(int(token))
+            if node is None:
+                return []
+        return list(node)
+
+    def sequences(self) -> list[tuple[int, ...]]:
+        """Every complete path, for checks."""
+        out, stack = [], [((), self.root)]
+        while stack:
+            path, node = stack.pop()
+            if not node:
+                out.append(path)
+            stack.extend(((*path, token), child) for token, child in node.items())
+        return sorted(out)
+
+
+def answer_trie(tokenizer, answers: Iterable[str]) -> TokenTrie:
+    """Answers tokenised exactly as training targets are (no special tokens, then the end token)."""
+    return TokenTrie(
+        tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        for answer in answers
+    )

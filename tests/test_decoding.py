@@ -1,0 +1,152 @@
+"""Decoders: the trie allows exactly the valid answers, constrained generation never fails to parse,
+batched scoring equals row-by-row scoring, score probabilities are distributions, tuned thresholds."""
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from mmlearn.building import build_datamodule, build_module
+from mmlearn.data.collate import PromptCollator
+from mmlearn.decoding import ConstrainedDecoder, ScoreDecoder
+from mmlearn.decoding.score import score_candidates
+from mmlearn.decoding.thresholds import f1_at, tune_thresholds
+from mmlearn.decoding.trie import answer_trie
+from mmlearn.tasks import MultiClassTask, MultiLabelTask
+from tests.conftest import compose
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_qwen2vl, demo_dir):
+    """The tiny random Qwen2-VL with a fresh LoRA adapter (a PeftModel), and the small demo test split."""
+    cfg = compose(
+        [
+            "paths.root_dir=/tmp/mmlearn-decoding",
+            f"data.root={demo_dir}",
+            "data.prepare.splits={train: 16, val: 8, test: 8}",
+        ]
+    )
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule.task).eval()
+    return cfg, datamodule, module
+
+
+def _batch(module, task, samples, shots=None):
+    return PromptCollator(module.processor, module.spec.prompt, task, shots=shots)(samples)
+
+
+def _sequences(tokenizer, answers):
+    return {
+        tuple(tokenizer(a, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]) for a in answers
+    }
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        MultiClassTask(["not", "not_informative", "informative"], "x"),
+        MultiLabelTask(["red", "blue", "urgent"], "x"),
+    ],
+    ids=["multiclass", "multilabel"],
+)
+def test_trie_allows_exactly_the_valid_answers(setup, task):
+    tokenizer = setup[2].processor.tokenizer
+    answers = [answer for answer, _ in task.candidates(limit=64)]
+    assert len(answers) == (3 if task.kind == "multiclass" else 8)
+    valid = _sequences(tokenizer, answers)
+    trie = answer_trie(tokenizer, answers)
+    assert set(trie.sequences()) == valid
+    for seq in valid:  # at every step, exactly the continuations some valid answer takes
+        for i in range(len(seq) + 1):
+            expected = {s[i] for s in valid if s[:i] == seq[:i] and len(s) > i}
+            assert set(trie.next_tokens(list(seq[:i]))) == expected
+    assert trie.next_tokens([tokenizer.pad_token_id, 5]) == []
+
+
+def test_multilabel_candidates_are_every_ordered_subset():
+    task = MultiLabelTask(["a", "b", "c"], "x")
+    answers = dict(task.candidates(limit=8))
+    assert answers['["a", "c"]'] == ("a", "c") and answers["[]"] == () and len(answers) == 8
+    assert all(task.parse(answer).labels == labels for answer, labels in answers.items())
+    with pytest.raises(ValueError, match=r"8 possible answers.*limit of 4"):
+        task.candidates(limit=4)
+
+
+def test_constrained_generation_never_fails_to_parse(setup):
+    """The untrained model's free generation is gibberish; constrained, through PeftModel.generate, it
+    is always one of the valid answers."""
+    _, datamodule, module = setup
+    assert type(module.model).__name__.startswith("Peft")
+    samples = datamodule.splits["test"]
+    batch = _batch(module, datamodule.task, samples)
+    free = module.decoder.decode(module, batch)
+    assert sum(not d.parsed.ok for d in free) > 0  # otherwise this test would prove nothing
+    constrained = ConstrainedDecoder(max_candidates=4096).decode(module, batch)
+    valid = {answer for answer, _ in datamodule.task.candidates(limit=4096)}
+    assert all(d.parsed.ok and d.output in valid for d in constrained)
+
+
+def test_batched_scoring_equals_row_by_row(setup):
+    _, datamodule, module = setup
+    samples = datamodule.splits["test"][:3]
+    batch = _batch(module, datamodule.task, samples)
+    answers = [answer for answer, _ in datamodule.task.candidates(limit=64)]
+    kwargs = {"normalize": "sum", "device": module.device}
+    with torch.no_grad():
+        batched = score_candidates(
+            module.model, module.processor, module.spec.prompt, batch, answers, rows_per_batch=64, **kwargs
+        )
+        single = score_candidates(
+            module.model, module.processor, module.spec.prompt, batch, answers, rows_per_batch=1, **kwargs
+        )
+    assert batched.shape == (3, len(answers))
+    torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
+    assert torch.isfinite(batched).all() and (batched < 0).all()
+
+
+def _score_decoder(**overrides):
+    return instantiate(compose(["decoding=score", "paths.root_dir=/tmp/x"]).decoding, **overrides)
+
+
+def test_multiclass_scores_are_a_distribution_and_pick_the_argmax(setup):
+    cfg, datamodule, _ = setup
+    task = MultiClassTask(["red", "blue", "none"], "Which colour? {labels}")
+    module = build_module(cfg, task).eval()
+    decoded = _score_decoder().decode(module, _batch(module, task, datamodule.splits["test"][:4]))
+    for d in decoded:
+        assert sum(d.scores.values()) == pytest.approx(1.0, abs=1e-5)
+        assert d.parsed.labels == (max(d.scores, key=d.scores.get),) and d.output == d.parsed.labels[0]
+
+
+def test_multilabel_scores_are_marginals_and_thresholds_decide(setup):
+    _, datamodule, module = setup
+    batch = _batch(module, datamodule.task, datamodule.splits["test"][:4])
+    labels = datamodule.task.labels
+    for d in _score_decoder(threshold=0.0).decode(module, batch):
+        assert all(0.0 <= p <= 1.0 for p in d.scores.values())
+        assert d.parsed.labels == tuple(labels)  # every marginal >= 0
+    low = {label: 0.0 if label == "blue" else 1.1 for label in labels}
+    assert all(d.parsed.labels == ("blue",) for d in _score_decoder(thresholds=low).decode(module, batch))
+
+
+def test_tuned_thresholds_never_lose_to_the_default_on_val():
+    rng = np.random.default_rng(0)
+    gold = rng.random((60, 4)) < 0.4
+    scores = np.clip(0.3 * gold + rng.random((60, 4)) * 0.45, 0, 1)  # informative but all below ~0.75
+    tuned = tune_thresholds(scores, gold, default=0.5)
+    for k in range(4):
+        assert f1_at(scores[:, k], gold[:, k], tuned[k]) >= f1_at(scores[:, k], gold[:, k], 0.5)
+    assert sum(f1_at(scores[:, k], gold[:, k], tuned[k]) for k in range(4)) > sum(
+        f1_at(scores[:, k], gold[:, k], 0.5) for k in range(4)
+    )
+
+
+def test_open_ended_tasks_get_a_clear_error_for_closed_set_decoders():
+    class Captioning:  # a task without a closed answer set
+        labels = ()
+
+    for decoder in (ConstrainedDecoder(max_candidates=8), _score_decoder()):
+        with pytest.raises(ValueError, match="supports only decoding=generate"):
+            decoder.check(Captioning())
+    with pytest.raises(ValueError, match="normalize"):
+        ScoreDecoder(normalize="max", rows_per_batch=1, max_candidates=1, threshold=0.5, thresholds=None)

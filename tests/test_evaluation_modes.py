@@ -1,0 +1,219 @@
+"""Few-shot selection and rendering, the image limit, the comparison statistics, and zero-shot /
+few-shot evaluate.py runs with a comparison report through the real entry points."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score, hamming_loss
+from transformers import AutoProcessor
+
+from mmlearn.comparison.metrics import bootstrap_weights, weighted_metrics
+from mmlearn.comparison.report import write_report
+from mmlearn.data.collate import PromptCollator
+from mmlearn.data.sample import Sample
+from mmlearn.fewshot import ShotSelector, check_few_shot
+from mmlearn.models.prompting import ChatTemplatePrompt
+from mmlearn.tasks import MultiLabelTask
+from tests.conftest import REPO
+
+LABELS = ["red", "blue", "urgent", "question"]
+
+
+def _pool(n=40):
+    rng = np.random.default_rng(1)
+    return [
+        Sample(f"train-{i}", f"text {i}", None, tuple(lab for lab in LABELS if rng.random() < 0.3))
+        for i in range(n)
+    ]
+
+
+def _query(i):
+    return Sample(f"test-{i}", "q", None, ())
+
+
+def _selector(**kw):
+    args = {"shots": 0, "shots_per_class": None, "seed": 0, "resample": False} | kw
+    return ShotSelector(_pool(), LABELS, **args)
+
+
+def test_shot_selection_is_seeded_and_the_same_for_every_query():
+    ids = lambda sel, q: [s.id for s in sel(q)]  # noqa: E731
+    a, b = _selector(shots=3), _selector(shots=3)
+    assert ids(a, _query(0)) == ids(b, _query(0)) == ids(a, _query(1))
+    assert len({tuple(ids(_selector(shots=3, seed=s), _query(0))) for s in range(5)}) > 1
+
+
+def test_resample_draws_per_query_but_reproducibly():
+    sel = _selector(shots=2, resample=True)
+    draws = [tuple(s.id for s in sel(_query(i))) for i in range(6)]
+    assert len(set(draws)) > 1
+    assert draws == [tuple(s.id for s in _selector(shots=2, resample=True)(_query(i))) for i in range(6)]
+
+
+def test_shots_per_class_is_balanced():
+    chosen = _selector(shots_per_class=2)(_query(0))
+    assert len(chosen) == 2 * len(LABELS) and len({s.id for s in chosen}) == len(chosen)
+    for label in LABELS:
+        assert sum(label in s.labels for s in chosen) >= 2
+    with pytest.raises(ValueError, match=r"only .* unused samples labelled"):
+        _selector(shots_per_class=20)
+    with pytest.raises(ValueError, match="not both"):
+        _selector(shots=1, shots_per_class=1)
+
+
+class _Spec:
+    family = "idefics"
+
+
+def test_too_many_images_for_a_family_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"'idefics' takes at most 2 images per prompt.*need 3"):
+        check_few_shot(_Spec(), ChatTemplatePrompt(max_images=2), shots=2, images_per_sample=1)
+    check_few_shot(_Spec(), ChatTemplatePrompt(max_images=2), shots=2, images_per_sample=0)  # text only
+
+    class PlainFormat:
+        def encode(self, processor, prompts, images, answers=None): ...
+
+    with pytest.raises(ValueError, match="cannot render in-context examples"):
+        check_few_shot(_Spec(), PlainFormat(), shots=1, images_per_sample=1)
+
+
+def test_shots_render_as_earlier_turns_with_their_images(tiny_qwen2vl, demo_dir):
+    processor = AutoProcessor.from_pretrained(tiny_qwen2vl)
+    task = MultiLabelTask(LABELS, "Labels: {labels}.")
+    rows = list(csv.DictReader((demo_dir / "train.csv").open()))
+    samples = [
+        Sample(r["id"], r["text"], demo_dir / r["image_path"], tuple(x for x in r["labels"].split(",") if x))
+        for r in rows[:4]
+    ]
+    shots = samples[:2]
+    plain = PromptCollator(processor, ChatTemplatePrompt(), task)(samples[2:])
+    few = PromptCollator(processor, ChatTemplatePrompt(), task, shots=lambda s: shots)(samples[2:])
+    text = processor.tokenizer.decode(few["inputs"]["input_ids"][0])
+    positions = [text.index(task.answer(s)) for s in shots] + [text.rindex(samples[2].text)]
+    assert positions == sorted(positions) and text.count("<|im_start|>assistant") == 3
+    assert text.count("<|vision_start|>") == 3
+    assert len(few["inputs"]["image_grid_thw"]) == 3 * len(plain["inputs"]["image_grid_thw"])
+    assert few["shot_ids"] == [[s.id for s in shots]] * 2
+    assert len(set(few["prompt_ids"])) == 1 and set(few["prompt_ids"]).isdisjoint(plain["prompt_ids"])
+
+
+def _fake_eval_dir(path, mode, preds, gold):
+    path.mkdir(parents=True)
+    info = {
+        "mode": mode,
+        "split": "test",
+        "data": "demo",
+        "model": "m",
+        "task_kind": "multilabel",
+        "labels": LABELS[:2],
+        "decoding": "generate",
+        "shots": {"shots": 0, "shots_per_class": None},
+        "prompt_ids": ["p"],
+        "samples": len(gold),
+        "seconds": 1.0,
+    }
+    (path / "evaluation.json").write_text(json.dumps(info))
+    rows = [
+        {"id": f"s{i}", "parsed": p, "parse_ok": p is not None, "gold": g}
+        for i, (p, g) in enumerate(zip(preds, gold, strict=True))
+    ]
+    (path / "predictions").mkdir()
+    (path / "predictions" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_weighted_metrics_equal_sklearn_and_bootstrap_counts():
+    rng = np.random.default_rng(0)
+    pred, gold = (rng.random((30, 4)) < 0.4).astype(int), (rng.random((30, 4)) < 0.4).astype(int)
+    ok = rng.random(30) < 0.8
+    m = weighted_metrics(np.ones((1, 30)), pred, gold, ok, "multilabel", LABELS)
+    assert m["f1_macro"][0] == pytest.approx(f1_score(gold, pred, average="macro", zero_division=0))
+    assert m["f1_weighted"][0] == pytest.approx(f1_score(gold, pred, average="weighted", zero_division=0))
+    assert m["hamming_loss"][0] == pytest.approx(hamming_loss(gold, pred))
+    w = bootstrap_weights(30, 5, seed=0)
+    assert w.shape == (5, 30) and (w.sum(axis=1) == 30).all()
+    idx = np.repeat(np.arange(30), w[0])
+    resampled = weighted_metrics(w[:1], pred, gold, ok, "multilabel", LABELS)
+    assert resampled["f1_micro"][0] == pytest.approx(f1_score(gold[idx], pred[idx], average="micro"))
+
+
+def test_report_has_every_mode_and_metric_with_intervals(tmp_path):
+    rng = np.random.default_rng(0)
+    gold = [[lab for lab in LABELS[:2] if rng.random() < 0.5] for _ in range(40)]
+    good = [g if rng.random() < 0.8 else [] for g in gold]
+    bad = [None if rng.random() < 0.5 else [] for _ in gold]
+    _fake_eval_dir(tmp_path / "a", "zero-shot", bad, gold)
+    _fake_eval_dir(tmp_path / "b", "fine-tuned", good, gold)
+    table = write_report({"zs": tmp_path / "a", "ft": tmp_path / "b"}, "zs", tmp_path / "r", 300, 0)
+    for name in ("report.csv", "report.md", "report.json", "report.png"):
+        assert (tmp_path / "r" / name).stat().st_size > 0
+    metrics = {r["metric"] for r in table}
+    assert {"f1_macro", "subset_accuracy", "parse_failure_rate", "f1/red"} <= metrics
+    assert len(table) == 2 * len(metrics)
+    for row in table:
+        assert row["ci_low"] <= row["value"] <= row["ci_high"]
+        assert row["diff_ci_low"] <= row["diff_vs_reference"] <= row["diff_ci_high"]
+        if row["mode"] == "zs":
+            assert row["diff_ci_low"] == row["diff_ci_high"] == 0
+    ft = {r["metric"]: r for r in table if r["mode"] == "ft"}
+    assert ft["f1_macro"]["diff_ci_low"] > 0  # clearly better: the paired interval excludes zero
+    _fake_eval_dir(tmp_path / "c", "other", good[:-1], gold[:-1])
+    with pytest.raises(ValueError, match="different samples"):
+        write_report({"zs": tmp_path / "a", "c": tmp_path / "c"}, "zs", tmp_path / "r2", 10, 0)
+
+
+def _run(*args):
+    out = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+@pytest.mark.slow
+def test_zero_shot_and_two_shot_evaluations_compare(tmp_path, tiny_qwen2vl, demo_dir):
+    """The base model evaluated with constrained decoding (zero parse failures even untrained) and
+    2-shot with label scoring and thresholds tuned on val, then one report on both."""
+    common = [f"data.root={demo_dir}", "data.prepare.splits={train: 16, val: 8, test: 8}"]
+    zero, two = tmp_path / "zero", tmp_path / "two"
+    _run("evaluate.py", *common, "decoding=constrained", f"hydra.run.dir={zero}")
+    _run("evaluate.py", *common, "shots=2", "decoding=score", "tune_thresholds=true", f"hydra.run.dir={two}")
+    metrics = json.loads((zero / "metrics.json").read_text())
+    assert metrics["test/parse_failure_rate"] == 0 and metrics["test/samples_per_second"] > 0
+    info = json.loads((two / "evaluation.json").read_text())
+    assert info["mode"] == "2-shot" and len(info["shots"]["ids"]) == 2 and info["run_dir"] is None
+    assert set(json.loads((two / "thresholds.json").read_text())) == set(LABELS)
+    rows = [json.loads(line) for line in (two / "predictions" / "test.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and all(
+        r["shot_ids"] == info["shots"]["ids"] and set(r["scores"]) == set(LABELS) for r in rows
+    )
+    zero_rows = (zero / "predictions" / "test.jsonl").read_text().splitlines()
+    assert json.loads(zero_rows[0])["prompt_id"] != rows[0]["prompt_id"]
+    report = tmp_path / "report"
+    _run("-m", "mmlearn.comparison", str(zero), str(two), "--out", str(report), "--bootstrap", "200")
+    table = list(csv.DictReader((report / "report.csv").open()))
+    assert {r["mode"] for r in table} == {"zero-shot", "2-shot"}
+    for r in table:
+        assert float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"])
+    assert "zero-shot" in (report / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_compare_runs_every_mode_in_one_command(tmp_path, tiny_qwen2vl, demo_dir):
+    out = tmp_path / "compare"
+    _run(
+        "compare.py",
+        f"data.root={demo_dir}",
+        "data.prepare.splits={train: 16, val: 8, test: 8}",
+        "decoding=constrained",
+        "~modes.fine_tuned",
+        "+modes.balanced={shots_per_class: 1}",
+        "bootstrap.samples=100",
+        f"hydra.run.dir={out}",
+    )
+    info = json.loads((out / "balanced" / "evaluation.json").read_text())
+    assert info["mode"] == "4-shot" and len(info["shots"]["ids"]) == 4
+    table = list(csv.DictReader((out / "report.csv").open()))
+    assert {r["mode"] for r in table} == {"zero_shot", "two_shot", "balanced"}
+    assert (out / "report.png").stat().st_size > 0
