@@ -38,7 +38,18 @@ class ChatTemplatePrompt:
             messages.append(_user(shot_prompt, len(shot_images)))
             messages.append({"role": "assistant", "content": [_text(answer)]})
         messages.append(_user(prompt, n_images))
+        return self.apply_template(processor, messages)
+
+    def apply_template(self, processor, messages: list[dict]) -> str:
         return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def processor_call_kwargs(self) -> dict:
+        """Extra arguments for the processor call (e.g. no special tokens when the template has them)."""
+        return {}
+
+    def answer_ids(self, tokenizer, answer: str) -> list[int]:
+        """The supervised tokens of one answer: the reply as the template renders it, then the end token."""
+        return tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
     def check_images(self, images: list[list]) -> None:
         most = max((len(group) for group in images), default=0)
@@ -74,6 +85,7 @@ class ChatTemplatePrompt:
             padding=True,
             padding_side=padding_side,
             return_tensors="pt",
+            **self.processor_call_kwargs(),
         )
 
     def encode(
@@ -90,10 +102,7 @@ class ChatTemplatePrompt:
         if answers is None:
             return dict(batch)
         tokenizer = processor.tokenizer
-        answer_ids = [
-            tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-            for answer in answers
-        ]
+        answer_ids = [self.answer_ids(tokenizer, answer) for answer in answers]
         return append_answers(batch, answer_ids, tokenizer.pad_token_id)
 
 

@@ -23,23 +23,10 @@ class MllamaPrompt(ChatTemplatePrompt):
         super().__init__(system=system, max_images=max_images, nested_images=nested_images)
         self.date_string = date_string
 
-    def render(self, processor, prompt: str, n_images: int) -> str:
-        content = [{"type": "image"}] * n_images + [{"type": "text", "text": prompt}]
-        messages = [{"role": "user", "content": content}]
-        if self.system:
-            messages.insert(0, {"role": "system", "content": [{"type": "text", "text": self.system}]})
+    def apply_template(self, processor, messages: list[dict]) -> str:
         return processor.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True, date_string=self.date_string
         )
 
-    def encode_prompts(self, processor, prompts: list[str], images: list[list], padding_side: str):
-        self.check_images(images)
-        texts = [self.render(processor, p, len(group)) for p, group in zip(prompts, images, strict=True)]
-        return processor(
-            text=texts,
-            images=self._processor_images(images),
-            padding=True,
-            padding_side=padding_side,
-            add_special_tokens=False,
-            return_tensors="pt",
-        )
+    def processor_call_kwargs(self) -> dict:
+        return {"add_special_tokens": False}

@@ -4,7 +4,7 @@ reply starts with a space, or the model learns a token sequence it never produce
 
 from __future__ import annotations
 
-from mmlearn.models.prompting import ChatTemplatePrompt, append_answers
+from mmlearn.models.prompting import ChatTemplatePrompt
 
 
 def reply_ids(tokenizer, answer: str, anchor: str = ":") -> list[int]:
@@ -26,10 +26,5 @@ def reply_ids(tokenizer, answer: str, anchor: str = ":") -> list[int]:
 class SpacedReplyPrompt(ChatTemplatePrompt):
     """`ChatTemplatePrompt` whose trained reply is " answer" + end token."""
 
-    def encode(self, processor, prompts: list[str], images: list[list], answers: list[str] | None = None):
-        batch = self.encode_prompts(processor, prompts, images, padding_side="left")
-        if answers is None:
-            return dict(batch)
-        tokenizer = processor.tokenizer
-        answer_ids = [[*reply_ids(tokenizer, answer), tokenizer.eos_token_id] for answer in answers]
-        return append_answers(batch, answer_ids, tokenizer.pad_token_id)
+    def answer_ids(self, tokenizer, answer: str) -> list[int]:
+        return [*reply_ids(tokenizer, answer), tokenizer.eos_token_id]
