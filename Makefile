@@ -26,11 +26,15 @@ train: install  ## fine-tune the tiny Qwen2-VL on the built-in demo and test it 
 evaluate: install  ## re-evaluate a run: make evaluate RUN=runs/train/<run>/<time>
 	$(PY) evaluate.py run_dir=$(RUN)
 
-test: install  ## the whole test suite (includes the end-to-end demo run)
-	$(PY) -m pytest
+# tests run in parallel, one worker per core, each test file on one worker (its module fixtures are
+# built once); tiny models gain nothing from intra-op threads, so each process uses one
+PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n auto --dist loadfile
+
+test: install  ## the whole test suite (includes the end-to-end runs), in parallel
+	$(PYTEST)
 
 test-fast: install  ## the test suite without the slow end-to-end runs
-	$(PY) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: install  ## ruff lint + format check
 	$(VENV)/bin/ruff check .
