@@ -103,8 +103,12 @@ class MemoryEstimate:
 
     def describe(self) -> str:
         parts = {"weights": self.weights, "trainable+AdamW": self.trainable, "activations": self.activations}
-        listed = ", ".join(f"{k} {v / GIB:.2f}" for k, v in parts.items())
-        return f"memory estimate: {listed} -> total {self.total / GIB:.2f} GiB (rough; see mmlearn/memory.py)"
+        listed = ", ".join(f"{k} {_size(v)}" for k, v in parts.items())
+        return f"memory estimate: {listed} -> total {_size(self.total)} (rough; see mmlearn/memory.py)"
+
+
+def _size(n: float) -> str:
+    return f"{n / GIB:.2f} GiB" if n >= GIB / 10 else f"{n / 1024**2:.1f} MiB"
 
 
 def estimate(

@@ -82,6 +82,7 @@ def test_tiny_model_plan_equals_hand_count(tiny):
     assert lora_parameters(tiny, LANGUAGE_LORA, rank=16) == 2 * lora_per_layer == 32768
 
 
+@pytest.mark.slow
 def test_loaded_qlora_model_matches_the_plan(tiny, tiny_qwen2vl, offline_env):
     from mmlearn.building import build_module
     from mmlearn.tasks import MultiLabelTask
