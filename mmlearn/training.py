@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mmlearn.building import build_callbacks, build_datamodule, build_loggers, build_module
 from mmlearn.io import write_atomic, write_json, write_jsonl
+from mmlearn.memory import estimate_run
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     out = prepare_run_dir(cfg)
     datamodule = build_datamodule(cfg)
-    write_data_report(out, datamodule)
     module = build_module(cfg, datamodule.task)
-    datamodule.connect(module.processor, module.spec.prompt)
+    datamodule.connect(module.processor, module.spec.prompt)  # counts tokens; may skip over-long samples
+    write_data_report(out, datamodule)
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=build_callbacks(cfg), logger=build_loggers(cfg) or False
     )
+    log.info(estimate_run(module, datamodule, trainer.precision).describe())
     for logger in trainer.loggers:
         logger.log_hyperparams(
             {"config": OmegaConf.to_container(cfg, resolve=True), "data_summary": datamodule.summary()}

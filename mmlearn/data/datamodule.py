@@ -14,9 +14,11 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
 from mmlearn.data.collate import PromptCollator, TrainCollator
+from mmlearn.data.lengths import TokenCounter, check_lengths
 from mmlearn.data.modality import Modality
 from mmlearn.data.reading import check_on_bad_sample
-from mmlearn.data.sample import Sample, SplitReport
+from mmlearn.data.sample import BadSampleError, Sample, SplitReport, skip_record
+from mmlearn.data.sampling import LengthGroupedSampler
 from mmlearn.data.table_reader import TableReader
 from mmlearn.tasks import MultiClassTask, MultiLabelTask
 
@@ -55,6 +57,11 @@ class VLMDataModule(L.LightningDataModule):
         eval_batch_size: int,
         num_workers: int,
         monitor: str,
+        max_length: int | None,
+        group_by_length: bool,
+        megabatch_size: int,
+        pin_memory: bool,
+        seed: int,
         root: str | None = None,
         prepare=None,
     ) -> None:
@@ -67,8 +74,14 @@ class VLMDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
+        self.max_length = max_length
+        self.group_by_length = group_by_length
+        self.megabatch_size = megabatch_size
+        self.pin_memory = pin_memory
+        self.seed = seed
         self.prepare = prepare
         self.splits: dict[str, list[Sample]] = {}
+        self.lengths: dict[str, list[int]] = {}  # training tokens per sample, aligned with splits
         self.reports: dict[str, SplitReport] = {}
         self.processor = None
         self.prompt_format = None
@@ -93,9 +106,28 @@ class VLMDataModule(L.LightningDataModule):
         return self.build_task()
 
     def connect(self, processor, prompt_format) -> None:
-        """Late binding: the model side owns the processor and the prompt format."""
+        """Late binding: the model side owns the processor and the prompt format. With them, each
+        training sample's token count is known: counted once here, checked against `max_length`.
+        Evaluation prompts are neither counted nor checked (nothing ever truncates them)."""
         self.processor = processor
         self.prompt_format = prompt_format
+        if "train" in self.splits and "train" not in self.lengths:
+            samples = self.splits["train"]
+            lengths = TokenCounter(processor, prompt_format, self.task)(samples)
+            self._keep_within_max_length("train", samples, lengths)
+
+    def _keep_within_max_length(self, split: str, samples: list[Sample], lengths: list[int]) -> None:
+        kept, kept_lengths, too_long = check_lengths(samples, lengths, self.max_length)
+        for sample, n in too_long:
+            message = f"{sample.source or split}: sample {sample.id!r} needs {n} tokens (prompt, image "
+            message += f"tokens and answer) but data.max_length={self.max_length}; image tokens are never cut"
+            if self.on_bad_sample == "error":
+                raise BadSampleError(message)
+            self.reports[split].skipped.append(skip_record(sample.source, sample.id, "too_long", message))
+        if not kept:
+            raise ValueError(f"split {split!r} has no sample within data.max_length={self.max_length}")
+        log.info("%s: %d..%d tokens per sample", split, min(kept_lengths), max(kept_lengths))
+        self.splits[split], self.lengths[split] = kept, kept_lengths
 
     def prepare_data(self) -> None:
         """Runs once per node before setup: builds generated datasets such as the demo."""
@@ -140,14 +172,29 @@ class VLMDataModule(L.LightningDataModule):
         if split not in self.splits:
             raise ValueError(f"dataset {self.name!r} has no {split} split")
         collator = (TrainCollator if train else PromptCollator)(self.processor, self.prompt_format, self.task)
+        grouped = train and self.group_by_length
+        sampler = None
+        if grouped:
+            sampler = LengthGroupedSampler(
+                self.lengths[split],
+                batch_size=self.batch_size,
+                megabatch_size=self.megabatch_size,
+                seed=self.seed,
+            )
         return DataLoader(
             SampleDataset(self.splits[split]),
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            shuffle=train and not grouped,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collator,
             persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory and self._on_gpu(),
         )
+
+    def _on_gpu(self) -> bool:
+        trainer = getattr(self, "trainer", None)
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
     def train_dataloader(self):
         return self._loader("train", train=True)
