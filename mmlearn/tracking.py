@@ -6,7 +6,6 @@ import logging
 import netrc
 import os
 import sys
-from pathlib import Path
 
 from lightning.pytorch.loggers import WandbLogger
 
@@ -22,25 +21,8 @@ def has_wandb_credentials() -> bool:
         return False
 
 
-def sweep_group(save_dir: str, sweep_dir: str | None) -> str | None:
-    """The jobs of one multirun (runs saved inside its directory) share a group named after it."""
-    if sweep_dir and Path(save_dir).resolve().is_relative_to(Path(sweep_dir).resolve()):
-        return Path(sweep_dir).name
-    return None
-
-
-def wandb_logger(
-    *,
-    offline: bool | None = None,
-    save_dir: str,
-    group: str | None = None,
-    sweep_dir: str | None = None,
-    **kwargs,
-) -> WandbLogger:
-    """Lightning's WandbLogger; `offline=None` means offline unless credentials are found, `group=None`
-    means the multirun's group inside a multirun (see `sweep_group`) and no group for a single run."""
-    if group is None:
-        group = sweep_group(save_dir, sweep_dir)
+def wandb_logger(*, offline: bool | None = None, save_dir: str, **kwargs) -> WandbLogger:
+    """Lightning's WandbLogger; `offline=None` means offline unless credentials are found."""
     if offline is None:
         offline = os.environ.get("WANDB_MODE") == "offline" or not has_wandb_credentials()
     if offline:
@@ -51,7 +33,7 @@ def wandb_logger(
             save_dir,
         )
     os.makedirs(save_dir, exist_ok=True)
-    return WandbLogger(offline=offline, save_dir=save_dir, group=group, **kwargs)
+    return WandbLogger(offline=offline, save_dir=save_dir, **kwargs)
 
 
 def finish_wandb_run(exit_code: int) -> None:
