@@ -174,6 +174,25 @@ def test_failed_jobs_write_their_error_and_the_sweep_goes_on(tmp_path, demo_dir)
         assert "Traceback (most recent call last)" in (sweep / job.name / "error.txt").read_text()
 
 
+@pytest.mark.parametrize(("name", "jobs"), [("lora_grid", 9), ("modality_grid", 6)])
+def test_grid_files_expand_to_jobs_that_compose(name, jobs):
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from tests.conftest import CONF
+
+    paths = ["paths.root_dir=/tmp/x", "paths.output_dir=/tmp/o"]
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        cfg = compose("train", overrides=[f"hparams_search={name}", *paths], return_hydra_config=True)
+        assert cfg.hydra.mode.name == "MULTIRUN"
+        params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
+        (batch,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params), None)
+        assert len(batch) == jobs
+        for overrides in batch:
+            compose("train", overrides=[*overrides, *paths])
+
+
 def test_slurm_launcher_config_composes_offline():
     env = dict(os.environ, MMLEARN_SLURM_PARTITION="gpu-a100")
     out = subprocess.run(
