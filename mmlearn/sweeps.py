@@ -68,13 +68,14 @@ def read_job(root: Path, job_dir: Path) -> Job:
 
 
 def find_jobs(root: str | Path) -> list[Job]:
-    """Every job directory (one holding `.hydra/overrides.yaml`) below `root`, in job-number order."""
+    """Every job directory (one holding `.hydra/overrides.yaml`) below `root`, in job-number order;
+    directories inside a job (evaluate.py's `eval/<split>-<time>/`) belong to that job."""
     root = Path(root)
+    found = {p.parent.parent for p in root.rglob(".hydra/overrides.yaml")} - {root}
     dirs = sorted(
-        (p.parent.parent for p in root.rglob(".hydra/overrides.yaml")),
+        (d for d in found if not any(parent in found for parent in d.parents)),
         key=lambda p: _natural_key(str(p.relative_to(root))),
     )
-    dirs = [d for d in dirs if d != root]
     if not dirs:
         raise FileNotFoundError(f"{root}: no job directories (with .hydra/overrides.yaml) below it")
     return [read_job(root, d) for d in dirs]

@@ -41,6 +41,9 @@ def multirun(tmp_path):
     _job(tmp_path, "2", [*common, "peft.adapter.r=8", "optimizer.lr=1e-4"],
          error="torch.OutOfMemoryError: CUDA out of memory\n\nTraceback (most recent call last):\n...")  # fmt: skip
     _job(tmp_path, "10", [*common, "peft.adapter.r=8", "optimizer.lr=1e-3"])  # killed: no metrics, no error
+    _job(
+        tmp_path / "0" / "eval", "test-2026", ["run_dir=x"], {"test/f1_macro": 0.25}
+    )  # evaluate.py's, not a job
     (tmp_path / "multirun.yaml").write_text("hydra: {}\n")
     return tmp_path
 

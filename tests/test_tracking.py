@@ -6,6 +6,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,8 +18,19 @@ from mmlearn.wandb_report import UNPARSED, WandbReport, per_class_rows
 from tests.conftest import REPO
 
 
-def wandb_records(run_dir: Path) -> list:
-    """The protobuf records of an offline run (LevelDB log format: 32 KiB blocks, 7-byte headers)."""
+def wandb_records(run_dir: Path, wait_s: float = 30) -> list:
+    """The records of an offline run, once its `exit` record is written (wandb-core, a separate process,
+    may still be writing when `wandb.finish()` returns)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        records = _read_records(run_dir)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
+def _read_records(run_dir: Path) -> list:
+    """The protobuf records of a `.wandb` file (LevelDB log format: 32 KiB blocks, 7-byte headers)."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     (path,) = glob.glob(str(run_dir / "*.wandb"))
