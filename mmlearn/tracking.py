@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import sys
 
 from lightning.pytorch.loggers import WandbLogger
 
@@ -33,3 +34,11 @@ def wandb_logger(*, offline: bool | None = None, save_dir: str, **kwargs) -> Wan
         )
     os.makedirs(save_dir, exist_ok=True)
     return WandbLogger(offline=offline, save_dir=save_dir, **kwargs)
+
+
+def finish_wandb_run(exit_code: int) -> None:
+    """Ends the job's W&B run, so that the next job of an in-process multirun starts its own run
+    instead of Lightning reusing this one."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=exit_code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from pathlib import Path
 
 import lightning as L
@@ -13,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from mmlearn.building import build_callbacks, build_datamodule, build_loggers, build_module
 from mmlearn.io import write_atomic, write_json, write_jsonl
 from mmlearn.memory import estimate_run
+from mmlearn.tracking import finish_wandb_run
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +54,29 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
     return callback.best_model_path
 
 
+def write_error(out: Path, error: BaseException) -> None:
+    """`error.txt` marks a failed run for sweep summaries: first line `Type: message`, then the traceback."""
+    first = f"{type(error).__name__}: {error}".splitlines()[0]
+    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    write_atomic(out / "error.txt", f"{first}\n\n{trace}")
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     out = prepare_run_dir(cfg)
+    exit_code = 1
+    try:
+        metrics = fit_and_test(cfg, out)
+        exit_code = 0
+        return metrics
+    except Exception as error:
+        write_error(out, error)
+        raise
+    finally:
+        finish_wandb_run(exit_code)
+
+
+def fit_and_test(cfg: DictConfig, out: Path) -> dict[str, float]:
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule.task)
     datamodule.connect(module.processor, module.spec.prompt)  # counts tokens; may skip over-long samples
