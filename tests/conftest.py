@@ -50,3 +50,14 @@ def compose(overrides: list[str], config_name: str = "train"):
 
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
         return hydra_compose(config_name, overrides=overrides, return_hydra_config=False)
+
+
+WALL_CLOCK = ("/seconds", "/samples_per_second")
+
+
+def split_metrics(path, split: str = "test") -> dict:
+    """A metrics.json's `<split>/` metrics without the wall-clock figures, which no rerun reproduces."""
+    import json
+
+    metrics = json.loads(Path(path).read_text())
+    return {k: v for k, v in metrics.items() if k.startswith(f"{split}/") and not k.endswith(WALL_CLOCK)}

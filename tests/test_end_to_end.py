@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, hamming_loss
 
-from tests.conftest import REPO
+from tests.conftest import REPO, split_metrics
 
 pytestmark = pytest.mark.slow
 LABELS = ["red", "blue", "urgent", "question"]
@@ -91,21 +91,11 @@ def test_metrics_recompute_from_predictions_with_sklearn(short_run):
     assert metrics["test/parse_failure_rate"] == pytest.approx(failures, abs=1e-6)
 
 
-def _task_metrics(path):
-    """Everything but the wall-clock figures (test/seconds, test/samples_per_second)."""
-    metrics = json.loads(path.read_text())
-    return {
-        k: v
-        for k, v in metrics.items()
-        if k.startswith("test/") and not k.endswith(("/seconds", "/samples_per_second"))
-    }
-
-
 def test_evaluate_reproduces_the_test_metrics(short_run):
     _run("evaluate.py", f"run_dir={short_run}")
     (eval_dir,) = (short_run / "eval").iterdir()
-    test_metrics = _task_metrics(short_run / "metrics.json")
-    assert _task_metrics(eval_dir / "metrics.json") == test_metrics
+    test_metrics = split_metrics(short_run / "metrics.json")
+    assert split_metrics(eval_dir / "metrics.json") == test_metrics
     trained = (short_run / "predictions" / "test.jsonl").read_text()
     assert (eval_dir / "predictions" / "test.jsonl").read_text() == trained
 
@@ -151,7 +141,7 @@ def test_other_peft_methods_train_and_evaluate(tmp_path, tiny_qwen2vl, demo_dir,
     assert (run / ("model/config.json" if peft == "none" else "adapter/adapter_config.json")).is_file()
     _run("evaluate.py", f"run_dir={run}")
     (eval_dir,) = (run / "eval").iterdir()
-    assert _task_metrics(eval_dir / "metrics.json") == _task_metrics(run / "metrics.json")
+    assert split_metrics(eval_dir / "metrics.json") == split_metrics(run / "metrics.json")
 
 
 def test_a_finished_run_directory_is_not_overwritten(short_run):

@@ -15,7 +15,7 @@ from PIL import Image
 from mmlearn.models.loss import causal_lm_loss
 from mmlearn.models.prompting import IGNORE_INDEX
 from mmlearn.models.towers import tower_of
-from tests.conftest import REPO, compose
+from tests.conftest import REPO, compose, split_metrics
 
 FAMILIES = ["paligemma2", "idefics"]
 PROMPTS = ["What colour is the block?", "Classify the post.\nText: can you send the report asap?"]
@@ -305,7 +305,7 @@ def test_train_then_evaluate_reproduces_the_test_metrics(family, tmp_path, demo_
     metrics = _train(run_dir, demo_dir, family, "lora", 2)
     _run("evaluate.py", f"run_dir={run_dir}")
     (eval_dir,) = (run_dir / "eval").iterdir()
-    assert json.loads((eval_dir / "metrics.json").read_text()) == {
+    assert split_metrics(eval_dir / "metrics.json") == {
         k: v for k, v in metrics.items() if k.startswith("test/")
     }
     # after two steps every answer is still wrong, so the generated text is the real check
