@@ -11,11 +11,12 @@ from functools import cached_property
 from pathlib import Path
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from mmlearn.data.collate import PromptCollator, TrainCollator
 from mmlearn.data.modality import Modality
 from mmlearn.data.reading import check_on_bad_sample
+from mmlearn.data.resumable import EpochRandomSampler, ResumableDataLoader, evaluation_sampler
 from mmlearn.data.sample import Sample, SplitReport
 from mmlearn.data.table_reader import TableReader
 from mmlearn.tasks import MultiClassTask, MultiLabelTask
@@ -134,16 +135,17 @@ class VLMDataModule(L.LightningDataModule):
     def skipped(self) -> list[dict]:
         return [dict(item, split=split) for split, report in self.reports.items() for item in report.skipped]
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
+    def _loader(self, split: str, train: bool) -> ResumableDataLoader:
         if self.processor is None:
             raise RuntimeError("call datamodule.connect(processor, prompt_format) before loading batches")
         if split not in self.splits:
             raise ValueError(f"dataset {self.name!r} has no {split} split")
         collator = (TrainCollator if train else PromptCollator)(self.processor, self.prompt_format, self.task)
-        return DataLoader(
-            SampleDataset(self.splits[split]),
+        dataset = SampleDataset(self.splits[split])
+        return ResumableDataLoader(
+            dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            sampler=EpochRandomSampler(dataset) if train else evaluation_sampler(dataset, self.trainer),
             num_workers=self.num_workers,
             collate_fn=collator,
             persistent_workers=self.num_workers > 0,
