@@ -79,11 +79,15 @@ def resume_checkpoint_path(trainer) -> str | None:
 
 
 class ResumeCheckpoint(ModelCheckpoint):
-    """`last.ckpt` every `every_n_train_steps` and when SIGTERM (preemption, `scancel`, a spot-instance
-    notice) stops the run. Lightning turns SIGTERM into a `SIGTERMException` at the next batch boundary,
-    on every rank at once; the state saved there is consistent (the batch completed, its metrics
-    logged). A SIGTERM during validation keeps the previous checkpoint: a half-run validation's metric
-    states are not in the checkpoint, so resuming from it could not reproduce the epoch's scores."""
+    """Keeps `last.ckpt` for resume=true: every `every_n_train_steps`, after every validation during fit,
+    and when SIGTERM (preemption, `scancel`, a spot-instance notice) stops the run.
+
+    Never between a training step and the validation that follows it: Lightning resumes such a
+    checkpoint past that validation, and the run would choose its best checkpoint among fewer scores.
+    Lightning turns SIGTERM into a `SIGTERMException` at the next batch boundary, on every rank at once;
+    the state there is consistent. A SIGTERM during validation keeps the previous checkpoint: the
+    half-run validation's metric states are not in a checkpoint, so its scores could not be reproduced.
+    """
 
     def on_train_start(self, trainer, pl_module) -> None:
         super().on_train_start(trainer, pl_module)
@@ -92,15 +96,29 @@ class ResumeCheckpoint(ModelCheckpoint):
         # the state would be dropped. The loader's iterator starts at the first batch, so not too late.
         trainer.fit_loop._load_combined_loader_states()
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        fetcher = trainer.fit_loop._data_fetcher
+        if fetcher is not None and trainer.fit_loop.epoch_loop._should_check_val_fx(fetcher):
+            return  # saved in on_validation_end instead
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if not isinstance(exception, SIGTERMException) or self.dirpath is None:
+        if not isinstance(exception, SIGTERMException) or self._should_skip_saving_checkpoint(trainer):
             return
         if not trainer.training:
             log.warning("SIGTERM during %s: keeping the previous checkpoint", trainer.state.stage)
             return
-        path = Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
-        trainer.save_checkpoint(path)
-        log.warning("SIGTERM: saved %s at step %d; continue with resume=true", path, trainer.global_step)
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        log.warning(
+            "SIGTERM: saved %s at step %d; continue with resume=true",
+            self.last_model_path,
+            trainer.global_step,
+        )
 
 
 class StepSeed(Callback):
