@@ -33,7 +33,7 @@ def test_two_processes_score_every_sample_once_like_one_process(tmp_path, tiny_q
         # greedy outputs compare bit for bit
         "data.eval_batch_size=1",
         "trainer.max_steps=2",
-        "trainer.max_epochs=1",
+        "+trainer.val_check_interval=2",  # validate (under DDP) after the 2 steps
         f"hydra.run.dir={run}",
     )
     assert (run / "train_ddp_process_1.log").is_file()  # rank 1 ran in this directory, not a new one
