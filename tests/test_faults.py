@@ -10,8 +10,6 @@ import torch
 from mmlearn.module import VLMFineTuner
 from tests.conftest import compose
 
-pytestmark = pytest.mark.slow
-
 
 def _cfg(tmp_path, demo_dir, *extra):
     return compose(

@@ -300,3 +300,28 @@ def test_a_checkpoint_with_only_pickled_weights_is_refused(tmp_path, tiny_qwen2v
     with pytest.raises(OSError, match="safetensors"):
         _spec(pretrained=str(pickled)).load_model()
     _spec(pretrained=str(tiny_qwen2vl)).load_model()  # the same checkpoint as safetensors loads
+
+
+# --- scale-out configs ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["deepspeed_zero2", "deepspeed_zero3"])
+def test_deepspeed_without_the_package_names_it(option):
+    import importlib.util
+
+    from hydra.utils import instantiate
+
+    if importlib.util.find_spec("deepspeed") is not None:
+        pytest.skip("deepspeed is installed")
+    cfg = compose([f"trainer={option}", "paths.root_dir=/tmp/x", "paths.output_dir=/tmp/o"])
+    with pytest.raises(Exception, match="pip install -U deepspeed"):
+        instantiate(cfg.trainer)
+
+
+def test_ddp_sim_is_two_gloo_processes_on_the_cpu():
+    from hydra.utils import instantiate
+
+    cfg = compose(["trainer=ddp_sim", "paths.root_dir=/tmp/x", "paths.output_dir=/tmp/o"])
+    trainer = instantiate(cfg.trainer, logger=False)
+    assert trainer.num_devices == 2 and trainer.strategy.process_group_backend == "gloo"
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
