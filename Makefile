@@ -36,9 +36,10 @@ test: install  ## the whole test suite (includes the end-to-end runs), in parall
 test-fast: install  ## the test suite without the slow end-to-end runs
 	$(PYTEST) -m "not slow"
 
-lint: install  ## ruff lint + format check
+lint: install  ## ruff lint + format check, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint docker/Dockerfile
 
 format: install  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

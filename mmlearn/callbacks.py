@@ -4,13 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 
 from mmlearn.io import write_jsonl
 
 
+def gather_once(rows: list[dict], world_size: int) -> list[dict]:
+    """Every rank's rows, each sample once, in dataset order. Under DDP rank r scored samples r, r+W,
+    r+2W, ... (`evaluation_sampler`), so interleaving the ranks' lists restores the order of one process;
+    a sample seen twice means a padding sampler, whose duplicates the metrics would have counted too."""
+    if world_size <= 1 or not dist.is_initialized():
+        return rows
+    parts: list[list[dict]] = [[] for _ in range(world_size)]
+    dist.all_gather_object(parts, rows)
+    merged = [part[i] for i in range(max(map(len, parts))) for part in parts if i < len(part)]
+    ids = [row["id"] for row in merged]
+    if len(set(ids)) != len(ids):
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        raise RuntimeError(f"samples {repeated[:5]} were evaluated on more than one rank")
+    return merged
+
+
 class PredictionWriter(Callback):
-    """Writes `<output_dir>/<stage>.jsonl`: id, raw output, parsed labels, gold labels, one line each."""
+    """Writes `<output_dir>/<stage>.jsonl`: id, raw output, parsed labels, gold labels, one line each,
+    gathered from all ranks."""
 
     def __init__(self, output_dir: str) -> None:
         self.output_dir = Path(output_dir)
@@ -34,9 +52,11 @@ class PredictionWriter(Callback):
         self._collect(outputs)
 
     def _write(self, trainer, stage: str) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking:
             return
-        write_jsonl(self.output_dir / f"{stage}.jsonl", self._rows)
+        rows = gather_once(self._rows, trainer.world_size)
+        if trainer.is_global_zero:
+            write_jsonl(self.output_dir / f"{stage}.jsonl", rows)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         self._write(trainer, "val")

@@ -9,28 +9,30 @@ from pathlib import Path
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from mmlearn.building import build_callbacks, build_datamodule, build_loggers, build_module
+from mmlearn.checkpointing import save_directory_atomic
 from mmlearn.io import write_atomic, write_json, write_jsonl
 from mmlearn.memory import estimate_run
+from mmlearn.resume import RunDirectoryInUse, check_run_dir, resume_checkpoint_path
+from mmlearn.secrets import redact_secrets
 from mmlearn.tracking import finish_wandb_run
 
 log = logging.getLogger(__name__)
+__all__ = ["RunDirectoryInUse", "train"]
 
 
-class RunDirectoryInUse(RuntimeError):
-    pass
-
-
-def prepare_run_dir(cfg: DictConfig) -> Path:
+def prepare_run_dir(cfg: DictConfig, config: dict) -> Path:
+    """Rank 0 checks the directory and writes config.yaml; DDP ranks started later by Lightning's
+    launcher (same argv, same hydra.run.dir) find it already written."""
     out = Path(cfg.paths.output_dir)
-    if (out / "metrics.json").exists():
-        raise RunDirectoryInUse(
-            f"{out} already holds a finished run (metrics.json); choose another hydra.run.dir"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if rank_zero_only.rank == 0:
+        check_run_dir(out, config, cfg.resume)
+        out.mkdir(parents=True, exist_ok=True)
+        if not cfg.resume:
+            write_atomic(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
     return out
 
 
@@ -63,10 +65,11 @@ def write_error(out: Path, error: BaseException) -> None:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
-    out = prepare_run_dir(cfg)
+    config = redact_secrets(OmegaConf.to_container(cfg, resolve=True))
+    out = prepare_run_dir(cfg, config)
     exit_code = 1
     try:
-        metrics = fit_and_test(cfg, out)
+        metrics = fit_and_test(cfg, out, config)
         exit_code = 0
         return metrics
     except Exception as error:
@@ -76,7 +79,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         finish_wandb_run(exit_code)
 
 
-def fit_and_test(cfg: DictConfig, out: Path) -> dict[str, float]:
+def fit_and_test(cfg: DictConfig, out: Path, config: dict) -> dict[str, float]:
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule.task)
     datamodule.connect(module.processor, module.spec.prompt)  # counts tokens; may skip over-long samples
@@ -86,10 +89,9 @@ def fit_and_test(cfg: DictConfig, out: Path) -> dict[str, float]:
     )
     log.info(estimate_run(module, datamodule, trainer.precision).describe())
     for logger in trainer.loggers:
-        logger.log_hyperparams(
-            {"config": OmegaConf.to_container(cfg, resolve=True), "data_summary": datamodule.summary()}
-        )
-    trainer.fit(module, datamodule=datamodule)
+        logger.log_hyperparams({"config": config, "data_summary": datamodule.summary()})
+    ckpt_path = resume_checkpoint_path(trainer) if cfg.resume else None
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     best = best_checkpoint(trainer)
     best_score = trainer.checkpoint_callback.best_model_score if best else None
     trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)
@@ -97,7 +99,7 @@ def fit_and_test(cfg: DictConfig, out: Path) -> dict[str, float]:
     if best_score is not None:
         metrics[f"{cfg.optimized_metric}_best"] = float(best_score)
     if trainer.is_global_zero:
-        module.save_trained(out / ("adapter" if module.is_peft else "model"))
+        save_directory_atomic(out / ("adapter" if module.is_peft else "model"), module.save_trained)
         write_json(out / "metrics.json", metrics)
     log.info("run directory: %s", out)
     return metrics

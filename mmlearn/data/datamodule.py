@@ -11,12 +11,13 @@ from functools import cached_property
 from pathlib import Path
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from mmlearn.data.collate import PromptCollator, TrainCollator
 from mmlearn.data.lengths import TokenCounter, check_lengths
 from mmlearn.data.modality import Modality
 from mmlearn.data.reading import check_on_bad_sample
+from mmlearn.data.resumable import EpochRandomSampler, ResumableDataLoader, evaluation_sampler
 from mmlearn.data.sample import BadSampleError, Sample, SplitReport, skip_record
 from mmlearn.data.sampling import LengthGroupedSampler
 from mmlearn.data.table_reader import TableReader
@@ -166,25 +167,27 @@ class VLMDataModule(L.LightningDataModule):
     def skipped(self) -> list[dict]:
         return [dict(item, split=split) for split, report in self.reports.items() for item in report.skipped]
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
+    def _loader(self, split: str, train: bool) -> ResumableDataLoader:
         if self.processor is None:
             raise RuntimeError("call datamodule.connect(processor, prompt_format) before loading batches")
         if split not in self.splits:
             raise ValueError(f"dataset {self.name!r} has no {split} split")
         collator = (TrainCollator if train else PromptCollator)(self.processor, self.prompt_format, self.task)
-        grouped = train and self.group_by_length
-        sampler = None
-        if grouped:
+        dataset = SampleDataset(self.splits[split])
+        if not train:
+            sampler = evaluation_sampler(dataset, self.trainer)
+        elif self.group_by_length:
             sampler = LengthGroupedSampler(
                 self.lengths[split],
                 batch_size=self.batch_size,
                 megabatch_size=self.megabatch_size,
                 seed=self.seed,
             )
-        return DataLoader(
-            SampleDataset(self.splits[split]),
+        else:
+            sampler = EpochRandomSampler(dataset, seed=self.seed)
+        return ResumableDataLoader(
+            dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train and not grouped,
             sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collator,

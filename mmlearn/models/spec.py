@@ -28,6 +28,7 @@ class ModelSpec:
     torch_dtype: str
     revision: str | None
     trust_remote_code: bool
+    gradient_checkpointing: bool
     attn_implementation: str | None
     processor_kwargs: dict
     build: Callable[..., Path] | None
@@ -68,11 +69,17 @@ class ModelSpec:
             kwargs["attn_implementation"] = self.attn_implementation
         if quantization is not None:
             kwargs["quantization_config"] = quantization
-            kwargs["device_map"] = device_map or {"": _default_device()}
-        return AutoModelForImageTextToText.from_pretrained(self.pretrained, **kwargs)
+            kwargs["device_map"] = device_map or {"": rank_device(os.environ, torch.cuda.is_available())}
+        model = AutoModelForImageTextToText.from_pretrained(self.pretrained, **kwargs)
+        if self.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return model
 
 
-def _default_device() -> str:
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+def rank_device(env, cuda_available: bool) -> str:
+    """This process's own GPU: a quantised model is placed at load time, before the Trainer exists, so
+    under DDP each rank must name its device or all ranks land on cuda:0. LOCAL_RANK comes from
+    Lightning's launcher and torchrun, SLURM_LOCALID from srun (Lightning's SLURMEnvironment reads it)."""
+    if cuda_available:
+        return f"cuda:{int(env.get('LOCAL_RANK', env.get('SLURM_LOCALID', 0)))}"
     return "cpu"

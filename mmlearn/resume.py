@@ -1,0 +1,136 @@
+"""Resuming a run exactly where it stopped: the run directory's checks, the resume checkpoint, and
+per-step seeding so that a resumed run draws the same random numbers as an uninterrupted one."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+# differs between a run and its continuation by definition
+RESUME_KEYS = ("resume",)
+
+
+class RunDirectoryInUse(RuntimeError):
+    pass
+
+
+def _flatten(node, prefix=""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _flatten(value, f"{prefix}{key}.")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _flatten(value, f"{prefix}{i}.")
+    else:
+        yield prefix.rstrip("."), node
+
+
+def config_differences(saved: dict, new: dict) -> list[str]:
+    old, now = dict(_flatten(saved)), dict(_flatten(new))
+    keys = sorted(k for k in old.keys() | now.keys() if old.get(k, "<absent>") != now.get(k, "<absent>"))
+    return [k for k in keys if k not in RESUME_KEYS]
+
+
+def check_run_dir(out: Path, config: dict, resume: bool) -> None:
+    """A finished run is never touched; an unfinished one only continued, with the same config."""
+    if (out / "metrics.json").exists():
+        raise RunDirectoryInUse(
+            f"{out} already holds a finished run (metrics.json); choose another hydra.run.dir"
+        )
+    saved = out / "config.yaml"
+    if not resume:
+        if saved.exists():
+            raise RunDirectoryInUse(
+                f"{out} holds an unfinished run (config.yaml, no metrics.json): pass resume=true to "
+                "continue it, or choose another hydra.run.dir"
+            )
+        return
+    if not saved.exists():
+        raise RunDirectoryInUse(f"resume=true, but {out} holds no run (no config.yaml) to continue")
+    differing = config_differences(OmegaConf.to_container(OmegaConf.load(saved)), config)
+    if differing:
+        raise RunDirectoryInUse(
+            f"resume=true, but the config differs from the run's {saved} in: {', '.join(differing)}"
+        )
+
+
+def resume_checkpoint_path(trainer) -> str | None:
+    """`last.ckpt` of the checkpoint callback that keeps one; None (start over) if the run never saved."""
+    keeper = next((c for c in trainer.checkpoint_callbacks if c.save_last), None)
+    if keeper is None or keeper.dirpath is None:
+        raise ValueError("resume=true needs a ModelCheckpoint with save_last (callbacks.resume_checkpoint)")
+    path = Path(keeper.dirpath) / f"{keeper.CHECKPOINT_NAME_LAST}{keeper.FILE_EXTENSION}"
+    if not path.is_file():
+        log.warning(
+            "resume=true: %s does not exist (stopped before the first checkpoint); starting over", path
+        )
+        return None
+    log.info("resuming from %s", path)
+    return str(path)
+
+
+class ResumeCheckpoint(ModelCheckpoint):
+    """Keeps `last.ckpt` for resume=true: every `every_n_train_steps`, after every validation during fit,
+    and when SIGTERM (preemption, `scancel`, a spot-instance notice) stops the run.
+
+    Never between a training step and the validation that follows it: Lightning resumes such a
+    checkpoint past that validation, and the run would choose its best checkpoint among fewer scores.
+    Lightning turns SIGTERM into a `SIGTERMException` at the next batch boundary, on every rank at once;
+    the state there is consistent. A SIGTERM during validation keeps the previous checkpoint: the
+    half-run validation's metric states are not in a checkpoint, so its scores could not be reproduced.
+    """
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().on_train_start(trainer, pl_module)
+        # Lightning hands the checkpoint's loader state to the train loader when it builds the loader
+        # after restoring; `estimated_stepping_batches` (the LR schedule's length) builds it before, and
+        # the state would be dropped. The loader's iterator starts at the first batch, so not too late.
+        trainer.fit_loop._load_combined_loader_states()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        fetcher = trainer.fit_loop._data_fetcher
+        if fetcher is not None and trainer.fit_loop.epoch_loop._should_check_val_fx(fetcher):
+            return  # saved in on_validation_end instead
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if not isinstance(exception, SIGTERMException) or self._should_skip_saving_checkpoint(trainer):
+            return
+        if not trainer.training:
+            log.warning("SIGTERM during %s: keeping the previous checkpoint", trainer.state.stage)
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        log.warning(
+            "SIGTERM: saved %s at step %d; continue with resume=true",
+            self.last_model_path,
+            trainer.global_step,
+        )
+
+
+class StepSeed(Callback):
+    """Seeds torch, numpy and random from (seed, epoch, batch) before every training batch, so dropout
+    depends on where training is, not on how much randomness ran before (data loading, validation, a
+    restart). Lightning does not keep the RNG state in checkpoints; this makes keeping it unnecessary."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        state = np.random.SeedSequence([self.seed, trainer.current_epoch, batch_idx]).generate_state(2)
+        torch.manual_seed(int(state[0]))  # all CUDA devices too
+        np.random.seed(int(state[1]))
+        random.seed(int(state[0]))
