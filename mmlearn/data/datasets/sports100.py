@@ -70,7 +70,9 @@ class Sports100DataModule(VLMDataModule):
             (str(path), {"id": str(path.relative_to(folder.parent))}) for path in sorted(folder.rglob("*"))
         )
         rows = ((source, row) for source, row in rows if not Path(source).is_dir())
-        samples, report = collect_samples(rows, self._sample, file=str(folder), on_bad_sample=self.on_bad_sample)
+        samples, report = collect_samples(
+            rows, self._sample, file=str(folder), on_bad_sample=self.on_bad_sample
+        )
         if split == "train" and self.max_per_class is not None:
             samples = self._cap_per_class(samples, report)
         return samples, report
