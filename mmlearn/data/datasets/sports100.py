@@ -7,18 +7,26 @@ no text, so only modality=image is accepted.
 
 from __future__ import annotations
 
+import random
 from functools import cached_property
 from pathlib import Path
 
 from mmlearn.data.datamodule import SPLITS, VLMDataModule
 from mmlearn.data.images import check_image
 from mmlearn.data.reading import collect_samples
-from mmlearn.data.sample import BadSampleError, Sample, SplitReport
+from mmlearn.data.sample import BadSampleError, Sample, SplitReport, skip_record
 from mmlearn.tasks import MultiClassTask
 
 
 class Sports100DataModule(VLMDataModule):
-    def __init__(self, *, split_dirs: dict[str, str | None], instruction: str, **common) -> None:
+    def __init__(
+        self,
+        *,
+        split_dirs: dict[str, str | None],
+        instruction: str,
+        max_per_class: int | None = None,
+        **common,
+    ) -> None:
         super().__init__(**common)
         if self.modality.name != "image":
             raise ValueError(
@@ -30,8 +38,11 @@ class Sports100DataModule(VLMDataModule):
             raise ValueError(
                 f"data.split_dirs maps {list(SPLITS)} to folders and needs train; got {split_dirs}"
             )
+        if max_per_class is not None and max_per_class < 1:
+            raise ValueError(f"data.max_per_class must be null or at least 1; got {max_per_class}")
         self.split_dirs = split_dirs
         self.instruction = instruction
+        self.max_per_class = max_per_class
 
     def folder(self, split: str) -> Path:
         path = Path(self.root) / self.split_dirs[split]
@@ -59,7 +70,32 @@ class Sports100DataModule(VLMDataModule):
             (str(path), {"id": str(path.relative_to(folder.parent))}) for path in sorted(folder.rglob("*"))
         )
         rows = ((source, row) for source, row in rows if not Path(source).is_dir())
-        return collect_samples(rows, self._sample, file=str(folder), on_bad_sample=self.on_bad_sample)
+        samples, report = collect_samples(
+            rows, self._sample, file=str(folder), on_bad_sample=self.on_bad_sample
+        )
+        if split == "train" and self.max_per_class is not None:
+            samples = self._cap_per_class(samples, report)
+        return samples, report
+
+    def _cap_per_class(self, samples: list[Sample], report: SplitReport) -> list[Sample]:
+        """Keep a seeded random `max_per_class` training images of each class; the rest are listed as skipped."""
+        order = list(range(len(samples)))
+        random.Random(self.seed).shuffle(order)
+        kept, seen = set(), {}
+        for i in order:
+            label = samples[i].labels[0]
+            if seen.get(label, 0) < self.max_per_class:
+                kept.add(i)
+                seen[label] = seen.get(label, 0) + 1
+        for i, sample in enumerate(samples):
+            if i not in kept:
+                message = f"beyond data.max_per_class={self.max_per_class} images of {sample.labels[0]!r}"
+                report.skipped.append(skip_record(sample.source, sample.id, "max_per_class", message))
+        report.label_counts = dict(sorted(seen.items()))
+        return [sample for i, sample in enumerate(samples) if i in kept]
+
+    def record_settings(self) -> dict:
+        return {"max_per_class": self.max_per_class} if self.max_per_class is not None else {}
 
     def _sample(self, row: dict, source: str) -> Sample:
         path = Path(source)
