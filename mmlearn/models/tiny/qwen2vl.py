@@ -44,6 +44,76 @@ CHAT_TEMPLATE = (
 )
 
 
+def qwen_tokenizer(vocab_size: int):
+    return train_bpe_tokenizer(
+        SPECIAL_TOKENS,
+        vocab_size=vocab_size,
+        image_token="<|image_pad|>",
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def qwen_processor(processor_class, tokenizer, image_size: int):
+    """Every image resized to exactly image_size² pixels, so the image-token count is fixed."""
+    pixels = image_size * image_size
+    return processor_class(
+        image_processor=Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(),
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def qwen_text_config(
+    tokenizer, *, hidden_size: int, num_layers: int, num_heads: int, vocab_size: int
+) -> dict:
+    """The language model shared by Qwen2-VL and Qwen2.5-VL; mrope sections sum to head_dim / 2."""
+    ids = tokenizer.convert_tokens_to_ids
+    head_dim = hidden_size // num_heads
+    third = head_dim // 2 // 3
+    mrope = [head_dim // 2 - 2 * third, third, third]
+    return {
+        "vocab_size": max(vocab_size, len(tokenizer)),
+        "hidden_size": hidden_size,
+        "intermediate_size": hidden_size * 2,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": num_heads,
+        "num_key_value_heads": num_heads // 2,
+        "max_position_embeddings": 4096,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
+        "bos_token_id": ids("<|endoftext|>"),
+        "eos_token_id": ids("<|im_end|>"),
+        "pad_token_id": ids("<|endoftext|>"),
+    }
+
+
+def qwen_special_token_ids(tokenizer) -> dict:
+    ids = tokenizer.convert_tokens_to_ids
+    return {
+        "image_token_id": ids("<|image_pad|>"),
+        "video_token_id": ids("<|video_pad|>"),
+        "vision_start_token_id": ids("<|vision_start|>"),
+        "vision_end_token_id": ids("<|vision_end|>"),
+    }
+
+
+def save_qwen(
+    model_class, config, processor, output_dir: Path, *, seed: int, output_logit_scale: float
+) -> Path:
+    ids = processor.tokenizer.convert_tokens_to_ids
+    torch.manual_seed(seed)
+    model = model_class(config)
+    scale_output_head(model, output_logit_scale)
+    model.generation_config.eos_token_id = ids("<|im_end|>")
+    model.generation_config.pad_token_id = ids("<|endoftext|>")
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    return output_dir
+
+
 def build_tiny_qwen2vl(
     output_dir: str | Path,
     *,
@@ -58,41 +128,16 @@ def build_tiny_qwen2vl(
     output_logit_scale: float = 10.0,
 ) -> Path:
     """Write a random Qwen2-VL checkpoint + processor that `from_pretrained` loads offline."""
-    output_dir = Path(output_dir)
-    tokenizer = train_bpe_tokenizer(
-        SPECIAL_TOKENS,
-        vocab_size=vocab_size,
-        image_token="<|image_pad|>",
-        bos_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        chat_template=CHAT_TEMPLATE,
-    )
-    pixels = image_size * image_size
-    processor = Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels),
-        tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(),
-        chat_template=CHAT_TEMPLATE,
-    )
-    ids = tokenizer.convert_tokens_to_ids
-    head_dim = hidden_size // num_heads
-    third = head_dim // 2 // 3
-    mrope = [head_dim // 2 - 2 * third, third, third]
+    tokenizer = qwen_tokenizer(vocab_size)
+    processor = qwen_processor(Qwen2VLProcessor, tokenizer, image_size)
     config = Qwen2VLConfig(
-        text_config={
-            "vocab_size": max(vocab_size, len(tokenizer)),
-            "hidden_size": hidden_size,
-            "intermediate_size": hidden_size * 2,
-            "num_hidden_layers": num_layers,
-            "num_attention_heads": num_heads,
-            "num_key_value_heads": num_heads // 2,
-            "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
-            "bos_token_id": ids("<|endoftext|>"),
-            "eos_token_id": ids("<|im_end|>"),
-            "pad_token_id": ids("<|endoftext|>"),
-        },
+        text_config=qwen_text_config(
+            tokenizer,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            vocab_size=vocab_size,
+        ),
         vision_config={
             "depth": vision_depth,
             "embed_dim": vision_embed_dim,
@@ -103,17 +148,14 @@ def build_tiny_qwen2vl(
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
         },
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
         tie_word_embeddings=False,
+        **qwen_special_token_ids(tokenizer),
     )
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config)
-    scale_output_head(model, output_logit_scale)
-    model.generation_config.eos_token_id = ids("<|im_end|>")
-    model.generation_config.pad_token_id = ids("<|endoftext|>")
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
-    return output_dir
+    return save_qwen(
+        Qwen2VLForConditionalGeneration,
+        config,
+        processor,
+        Path(output_dir),
+        seed=seed,
+        output_logit_scale=output_logit_scale,
+    )
