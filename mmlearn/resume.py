@@ -108,12 +108,16 @@ class ResumeCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if not isinstance(exception, SIGTERMException) or self._should_skip_saving_checkpoint(trainer):
+        if not isinstance(exception, SIGTERMException):
             return
         if not trainer.training:
             log.warning("SIGTERM during %s: keeping the previous checkpoint", trainer.state.stage)
             return
-        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        # the signal may land right after this step's own save: then last.ckpt already holds this step
+        if self._last_global_step_saved != trainer.global_step:
+            if self._should_skip_saving_checkpoint(trainer):
+                return
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         log.warning(
             "SIGTERM: saved %s at step %d; continue with resume=true",
             self.last_model_path,
