@@ -7,7 +7,12 @@ import argparse
 import json
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from mmlearn.comparison.report import write_report
+
+# the bootstrap settings have one home, conf/compare.yaml, shared with compare.py
+BOOTSTRAP = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "compare.yaml").bootstrap
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,8 +21,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--names", nargs="*", help="one per dir (default: the mode in evaluation.json)")
     parser.add_argument("--reference", help="the mode differences are taken against (default: the first)")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--bootstrap", type=int, default=1000, help="resamples")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP.samples, help="resamples")
+    parser.add_argument("--seed", type=int, default=BOOTSTRAP.seed)
     args = parser.parse_args(argv)
     names = args.names or [json.loads((d / "evaluation.json").read_text())["mode"] for d in args.dirs]
     if len(names) != len(args.dirs) or len(set(names)) != len(names):
