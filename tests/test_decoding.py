@@ -149,4 +149,11 @@ def test_open_ended_tasks_get_a_clear_error_for_closed_set_decoders():
         with pytest.raises(ValueError, match="supports only decoding=generate"):
             decoder.check(Captioning())
     with pytest.raises(ValueError, match="normalize"):
-        ScoreDecoder(normalize="max", rows_per_batch=1, max_candidates=1, threshold=0.5, thresholds=None)
+        ScoreDecoder(
+            normalize="max",
+            rows_per_batch=1,
+            max_candidates=1,
+            threshold=0.5,
+            thresholds=None,
+            share_prompt=True,
+        )

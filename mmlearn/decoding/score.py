@@ -7,6 +7,10 @@ the model's own distribution restricted to the valid answers: calibrated per-cla
 for multi-label tasks exact per-label marginals. `mean` (per-token average) removes the bias towards
 short answers but is no longer a probability; use it to compare, not for thresholds.
 
+`share_prompt=true` (the default) encodes each prompt and its images once and scores the candidates
+as continuations of its KV cache (mmlearn/decoding/shared_prompt.py); `false` scores every full
+(prompt + answer) sequence on its own, the reference the shared path is tested against.
+
 Multi-class: the argmax candidate; `scores` are the softmax over the K labels.
 Multi-label: the candidates are the 2^K valid JSON arrays; P(label present) is the summed probability
 of the arrays containing it, and a label is predicted when P >= its threshold (`thresholds` per label,
@@ -18,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from mmlearn.decoding.base import Decoded, Decoder, require_closed_answers
+from mmlearn.decoding.shared_prompt import score_with_shared_prompt
 from mmlearn.models.prompting import IGNORE_INDEX
 from mmlearn.tasks.base import Parsed
 
@@ -35,6 +40,7 @@ class ScoreDecoder(Decoder):
         max_candidates: int,
         threshold: float,
         thresholds: dict[str, float] | None,
+        share_prompt: bool,
     ) -> None:
         if normalize not in NORMALIZE:
             raise ValueError(f"decoding.normalize must be one of {NORMALIZE}, got {normalize!r}")
@@ -43,6 +49,8 @@ class ScoreDecoder(Decoder):
         self.max_candidates = max_candidates
         self.threshold = threshold
         self.thresholds = dict(thresholds) if thresholds else None
+        self.share_prompt = share_prompt
+        self._answer_ids: dict[tuple[int, int], list[list[int]]] = {}
 
     def check(self, task) -> None:
         require_closed_answers(self, task, self.max_candidates)
@@ -56,6 +64,7 @@ class ScoreDecoder(Decoder):
             max_candidates=self.max_candidates,
             threshold=self.threshold,
             thresholds=thresholds,
+            share_prompt=self.share_prompt,
         )
 
     def label_thresholds(self, labels: list[str]) -> torch.Tensor:
@@ -64,16 +73,30 @@ class ScoreDecoder(Decoder):
     def decode(self, module, batch: dict) -> list[Decoded]:
         task = module.task
         candidates = require_closed_answers(self, task, self.max_candidates)
-        logp = score_candidates(
-            module.model,
-            module.processor,
-            module.spec.prompt,
-            batch,
-            [answer for answer, _ in candidates],
-            normalize=self.normalize,
-            rows_per_batch=self.rows_per_batch,
-            device=module.device,
-        )
+        answers = [answer for answer, _ in candidates]
+        if self.share_prompt:
+            answer_ids = self.answer_ids(module, batch, answers)
+            logp = score_with_shared_prompt(
+                module.model,
+                batch["inputs"],
+                answer_ids,
+                pad_token_id=_pad_id(module.processor.tokenizer),
+                rows_per_batch=self.rows_per_batch,
+                device=module.device,
+            )
+            if self.normalize == "mean":
+                logp = logp / torch.tensor([len(ids) for ids in answer_ids], dtype=logp.dtype)
+        else:
+            logp = score_candidates(
+                module.model,
+                module.processor,
+                module.spec.prompt,
+                batch,
+                answers,
+                normalize=self.normalize,
+                rows_per_batch=self.rows_per_batch,
+                device=module.device,
+            )
         probs = logp.softmax(dim=-1)
         if task.kind == "multiclass":
             return [_decoded(task, candidates[int(row.argmax())][1], row, task.labels) for row in probs]
@@ -84,6 +107,27 @@ class ScoreDecoder(Decoder):
             _decoded(task, tuple(lab for lab, on in zip(task.labels, row, strict=True) if on), p, task.labels)
             for row, p in zip(chosen.tolist(), marginals, strict=True)
         ]
+
+    def answer_ids(self, module, batch: dict, answers: list[str]) -> list[list[int]]:
+        """Each candidate's scored tokens (answer + end) exactly as a training batch encodes them: read
+        off the labels of the first sample's prompt encoded with every candidate, once per task."""
+        key = (id(module.task), id(module.processor))
+        if key not in self._answer_ids:
+            extra = {"shots": batch["shots"][:1] * len(answers)} if batch.get("shots") is not None else {}
+            encoded = module.spec.prompt.encode(
+                module.processor,
+                batch["prompts"][:1] * len(answers),
+                batch["images"][:1] * len(answers),
+                answers=answers,
+                **extra,
+            )
+            labels = encoded["labels"]
+            self._answer_ids[key] = [row[row != IGNORE_INDEX].tolist() for row in labels]
+        return self._answer_ids[key]
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 def _decoded(task, labels: tuple[str, ...], probs: torch.Tensor, names: list[str]) -> Decoded:

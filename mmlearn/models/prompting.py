@@ -108,8 +108,10 @@ class ChatTemplatePrompt:
 
 def append_answers(prompts, answer_ids: list[list[int]], pad_token_id: int) -> dict:
     """Prompt tokens (padding removed) + answer tokens, right-padded; labels mask all but the answer.
-    Every per-token tensor (token_type_ids, cross-attention masks, ...) is extended along the sequence
-    with zeros for the answer positions."""
+    Every other per-token tensor (Mllama's cross-attention mask, IDEFICS's image attention mask, token
+    types, ...) is extended over the answer with the prompt's last value, as `generate` extends it for
+    the tokens it produces: an answer token attends to the images exactly as in generation. Padding
+    positions get zeros."""
     prompt_ids = prompts["input_ids"]
     keep = prompts["attention_mask"].bool()
     n, seq = prompt_ids.shape
@@ -135,6 +137,8 @@ def append_answers(prompts, answer_ids: list[list[int]], pad_token_id: int) -> d
         attention[i, : len(row)] = 1
         labels[i, n_prompt : len(row)] = torch.tensor(answer_ids[i])
         for k, tensor in extra.items():
-            tensor[i, :n_prompt] = prompts[k][i][keep[i]]
+            prompt_values = prompts[k][i][keep[i]]
+            tensor[i, :n_prompt] = prompt_values
+            tensor[i, n_prompt : len(row)] = prompt_values[-1]
     batch.update(extra, input_ids=input_ids, attention_mask=attention, labels=labels)
     return batch
