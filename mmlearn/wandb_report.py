@@ -1,55 +1,39 @@
 """W&B panels from the test predictions: per-class scores, confusion, sample predictions with their
-images, and the trained adapter as an artifact. Does nothing unless a WandbLogger is attached."""
+images, the report files (confusion.png, errors.html) and the trained adapter as an artifact. Does
+nothing unless a WandbLogger is attached."""
 
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 
-from mmlearn.tasks.base import Parsed
+from mmlearn.reports.per_class import (
+    COLUMNS,
+    UNPARSED,
+    is_correct,
+    multi_hot_rows,
+    multiclass_pairs,
+    per_class_rows,
+)
 
-UNPARSED = "(unparsed)"
-
-
-def per_class_rows(labels: list[str], gold, pred) -> list[list]:
-    """[label, support, predicted, tp, fp, fn, tn, precision, recall, f1] from multi-hot rows; a score with
-    a zero denominator is 0, as in TaskMetrics (so f1 equals `test/f1/<label>`)."""
-    rows = []
-    for k, label in enumerate(labels):
-        tp = sum(g[k] and p[k] for g, p in zip(gold, pred, strict=True))
-        fp = sum(p[k] and not g[k] for g, p in zip(gold, pred, strict=True))
-        fn = sum(g[k] and not p[k] for g, p in zip(gold, pred, strict=True))
-        tn = len(gold) - tp - fp - fn
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
-        rows.append([label, tp + fn, tp + fp, tp, fp, fn, tn, precision, recall, f1])
-    return rows
-
-
-def multiclass_pairs(records: list[dict]) -> tuple[list[str], list[str]]:
-    """(gold, predicted) label per record; an unparseable answer is its own predicted class."""
-    gold = [r["gold"][0] for r in records]
-    pred = [r["parsed"][0] if r["parse_ok"] and r["parsed"] else UNPARSED for r in records]
-    return gold, pred
-
-
-def is_correct(record: dict) -> bool:
-    parsed, gold = record.get("parsed"), record.get("gold")
-    if not record.get("parse_ok") or parsed is None:
-        return False
-    return set(parsed) == set(gold) if isinstance(parsed, list) and isinstance(gold, list) else parsed == gold
+__all__ = ["UNPARSED", "WandbReport", "is_correct", "multiclass_pairs", "per_class_rows"]
 
 
 class WandbReport(Callback):
-    """Logs `test/per_class`, `test/confusion`, `test/samples` (the first `sample_rows` test samples) and,
-    with `log_adapter`, the trained adapter (or full model) as a `model` artifact."""
+    """Logs `test/per_class`, `test/confusion`, `test/samples` (the first `sample_rows` test samples),
+    `test/confusion_png` and `test/errors` (confusion.png and errors.html from `report_dir`, where the
+    EvaluationReport callback writes them, when they are there) and, with `log_adapter`, the trained
+    adapter (or full model) as a `model` artifact."""
 
-    def __init__(self, sample_rows: int = 16, log_adapter: bool = False) -> None:
+    def __init__(
+        self, sample_rows: int = 16, log_adapter: bool = False, report_dir: str | None = None
+    ) -> None:
         self.sample_rows = sample_rows
         self.log_adapter = log_adapter
+        self.report_dir = Path(report_dir) if report_dir else None
         self._records: list[dict] = []
         self._samples: list = []
 
@@ -76,17 +60,15 @@ class WandbReport(Callback):
         panels = {"test/samples": self._sample_table(wandb)}
         if hasattr(task, "labels") and self._records:
             panels.update(self._classification_panels(wandb, task))
+        panels.update(self._report_files(wandb))
         run.log(panels)
         if self.log_adapter:
             self._log_model(wandb, run, trainer, pl_module)
 
     def _classification_panels(self, wandb, task) -> dict:
-        parsed = [Parsed(None if r["parsed"] is None else tuple(r["parsed"])) for r in self._records]
-        gold = [task.to_multi_hot(s.labels).tolist() for s in self._samples]
-        pred = [task.prediction_row(p, s.labels).tolist() for p, s in zip(parsed, self._samples, strict=True)]
-        columns = ["label", "support", "predicted", "tp", "fp", "fn", "tn", "precision", "recall", "f1"]
+        gold, pred = multi_hot_rows(task, self._records)
         panels = {
-            "test/per_class": wandb.Table(columns=columns, data=per_class_rows(task.labels, gold, pred))
+            "test/per_class": wandb.Table(columns=COLUMNS, data=per_class_rows(task.labels, gold, pred))
         }
         if task.kind == "multiclass":
             y_true, y_pred = multiclass_pairs(self._records)
@@ -100,6 +82,18 @@ class WandbReport(Callback):
         else:
             rows = [[r[0], r[3], r[4], r[5], r[6]] for r in per_class_rows(task.labels, gold, pred)]
             panels["test/confusion"] = wandb.Table(columns=["label", "tp", "fp", "fn", "tn"], data=rows)
+        return panels
+
+    def _report_files(self, wandb) -> dict:
+        """The EvaluationReport's picture and page (written at the end of the test epoch, before this)."""
+        if self.report_dir is None:
+            return {}
+        panels = {}
+        png, html = self.report_dir / "confusion.png", self.report_dir / "errors.html"
+        if png.is_file():
+            panels["test/confusion_png"] = wandb.Image(str(png))
+        if html.is_file():
+            panels["test/errors"] = wandb.Html(html.read_text(encoding="utf-8"))
         return panels
 
     def _sample_table(self, wandb):

@@ -97,9 +97,14 @@ def test_multiclass_confusion_counts_unparsed_answers(tmp_path, monkeypatch):
     ]
     module = SimpleNamespace(task=task, is_peft=True)
 
+    report_dir = tmp_path / "report"  # what EvaluationReport writes before WandbReport.on_test_end
+    report_dir.mkdir()
+    Image.new("RGB", (8, 8), "blue").save(report_dir / "confusion.png")
+    (report_dir / "errors.html").write_text("<html><body>worst errors of s1</body></html>")
+
     def run_callback(loggers):
         trainer = SimpleNamespace(loggers=loggers, is_global_zero=True, callback_metrics={})
-        callback = WandbReport(sample_rows=2)
+        callback = WandbReport(sample_rows=2, report_dir=str(report_dir))
         callback.on_test_epoch_start(trainer, module)
         callback.on_test_batch_end(trainer, module, records, {"samples": samples}, 0)
         callback.on_test_end(trainer, module)
@@ -119,6 +124,10 @@ def test_multiclass_confusion_counts_unparsed_answers(tmp_path, monkeypatch):
     assert sum(c.path.startswith("media/images/") for c in art.manifest.contents) >= 1
     assert _table(run_dir, "test/samples")["data"][1][:4] == ["s1", "Image", "text 1", "dog"]
     assert len(_table(run_dir, "test/samples")["data"]) == 2
+    media = run_dir / "files" / "media"
+    assert len(glob.glob(str(media / "images" / "test" / "confusion_png_*.png"))) == 1
+    (html,) = glob.glob(str(media / "html" / "test" / "errors_*.html"))
+    assert "worst errors of s1" in Path(html).read_text()
 
 
 @pytest.mark.slow
