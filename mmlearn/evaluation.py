@@ -24,6 +24,7 @@ from mmlearn.fewshot import ShotSelector, check_few_shot
 from mmlearn.io import write_atomic, write_json
 from mmlearn.models.towers import TOWERS, TowerPlan
 from mmlearn.module import VLMFineTuner
+from mmlearn.reports import write_reports
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         out / "evaluation.json",
         describe(cfg, source, datamodule, module.decoder.name, shots, rows, seconds, thresholds),
     )
+    settings = instantiate(cfg.report)
+    if settings.enabled:  # per_class.csv/.json, confusion.png, errors.html, reports.json
+        write_reports(out, datamodule.task, rows, datamodule.splits[cfg.split], settings, cfg.split)
     log.info("evaluation written to %s", out)
     return metrics
 
