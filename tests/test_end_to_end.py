@@ -1,5 +1,6 @@
 """Train + evaluate through the real entry points on the demo layout, and check the run directory."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -66,6 +67,19 @@ def test_run_directory_holds_everything(short_run):
     assert {"test/f1_macro", "test/hamming_loss", "test/parse_failure_rate", "test/subset_accuracy"} <= set(
         metrics
     )
+
+
+def test_test_stage_writes_the_evaluation_reports(short_run):
+    """callbacks.evaluation_report: per-class F1 equal to the logged test/f1/<label>, and the other reports."""
+    metrics = json.loads((short_run / "metrics.json").read_text())
+    table = list(csv.DictReader((short_run / "per_class.csv").open()))
+    assert {row["label"]: float(row["f1"]) for row in table} == pytest.approx(
+        {label: metrics[f"test/f1/{label}"] for label in LABELS}, abs=1e-6
+    )
+    assert (short_run / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    index = json.loads((short_run / "reports.json").read_text())
+    assert index["split"] == "test" and index["samples"] == 8 and "error" not in index
+    assert "<h1>test: worst errors</h1>" in (short_run / "errors.html").read_text()
 
 
 def test_checkpoint_holds_only_trainable_weights(short_run):
