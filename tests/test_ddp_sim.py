@@ -43,6 +43,7 @@ def test_two_processes_score_every_sample_once_like_one_process(tmp_path, tiny_q
             json.loads(line)["id"] for line in (run / f"predictions/{split}.jsonl").read_text().splitlines()
         ]
         assert sorted(ids) == sorted(f"{split}-{i}" for i in range(9)), split
+    assert json.loads((run / "reports.json").read_text())["samples"] == 9  # reports gathered from both ranks
 
     _run("evaluate.py", f"run_dir={run}")
     (eval_dir,) = (run / "eval").iterdir()
