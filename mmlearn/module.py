@@ -13,6 +13,7 @@ from mmlearn.decoding.records import prediction_record
 from mmlearn.models.adapters import attach_adapter, describe_trainable, load_adapter
 from mmlearn.models.loss import causal_lm_loss
 from mmlearn.models.towers import describe_towers, parameter_groups
+from mmlearn.models.vision_cache import check_vision_cache, install_vision_cache, refuse_sharded_strategy
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class VLMFineTuner(L.LightningModule):
         self.extra_new_tokens = extra_new_tokens
         decoder.check(task)
         self.decoder = decoder  # how answers are read, in validation, test and evaluate.py alike
+        check_vision_cache(spec, towers)  # before loading: a refused cache costs no model load
         self.processor = spec.load_processor()
         base = spec.load_model(quantization=quantization)
         if adapter_dir is not None:
@@ -48,11 +50,20 @@ class VLMFineTuner(L.LightningModule):
         else:
             self.model = attach_adapter(base, spec, adapter, towers, quantized=quantization is not None)
         self.model.train()  # from_pretrained returns eval mode; LoRA dropout must be live in training
+        self.vision_cache = install_vision_cache(self.model, spec, towers)  # None unless enabled
         self.is_peft = adapter is not None or adapter_dir is not None
         self.strict_loading = False  # checkpoints hold only the trainable weights
         self.val_metrics = task.build_metrics()
         self.test_metrics = task.build_metrics()
         log.info("%s (%s)", describe_trainable(self.model), describe_towers(self.model, spec))
+
+    def setup(self, stage: str) -> None:
+        if self.vision_cache is not None:
+            refuse_sharded_strategy(self.trainer.strategy)
+
+    def on_train_epoch_end(self) -> None:
+        if self.vision_cache is not None:
+            log.info("epoch %d: %s", self.current_epoch, self.vision_cache.describe())
 
     @cached_property
     def max_new_tokens(self) -> int:

@@ -29,6 +29,7 @@ class ModelSpec:
     revision: str | None
     trust_remote_code: bool
     gradient_checkpointing: bool
+    vision_cache: dict  # per-image cache of the frozen vision side (mmlearn.models.vision_cache)
     attn_implementation: str | None
     processor_kwargs: dict
     build: Callable[..., Path] | None
