@@ -15,6 +15,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SEED_MAX_NEW_TOKENS = 64  # seed 001's inference example and its VLM_MAX_NEW_TOKENS default
+LABEL_SETS = (5, 20, 100)
+DECODINGS = ("generate", "constrained", "score")
 
 
 def per_sample_generation(module, samples, max_new_tokens: int) -> dict:
@@ -40,14 +42,82 @@ def per_sample_generation(module, samples, max_new_tokens: int) -> dict:
     }
 
 
+def label_set_speeds(work: Path, sizes, samples: int, eval_batch_size: int, num_workers: int) -> dict:
+    """Multi-class tasks of K sport names (a 100 Sports copy, one image per test sample, the base
+    tiny model zero-shot): samples/s of each decoding, and of constrained and score relative to
+    batched generate in the same process."""
+    from hydra.utils import instantiate
+
+    from mmlearn.building import build_datamodule
+    from mmlearn.evaluation import build_base_module, run_split
+    from tests.conftest import compose
+    from tests.layouts_more import SPORTS100, write_sports
+
+    out = {}
+    for k in sizes:
+        classes = SPORTS100[:k]
+        tests = {name: 0 for name in classes}
+        for i in range(samples):
+            tests[classes[i % k]] += 1
+        root = write_sports(work / f"sports{k}", {"train": dict.fromkeys(classes, 1), "test": tests})
+        cfg = compose(
+            [
+                f"paths.root_dir={work}",
+                f"paths.output_dir={work}/sports{k}-out",
+                f"paths.cache_dir={os.environ['MMLEARN_CACHE_DIR']}",
+                "data=sports100",
+                f"data.root={root}",
+                "data.split_dirs.val=null",
+                "modality=image",
+                f"data.eval_batch_size={eval_batch_size}",
+                f"data.num_workers={num_workers}",
+                "trainer=cpu",
+            ],
+            config_name="train",
+        )
+        datamodule = build_datamodule(cfg)
+        module = None
+        row = {}
+        for name in DECODINGS:
+            decoder = instantiate(compose([f"decoding={name}"], "train").decoding)
+            if module is None:
+                module = build_base_module(cfg, datamodule.task, decoder).eval()
+                datamodule.connect(module.processor, module.spec.prompt)
+            module.decoder = decoder
+            metrics, seconds = run_split(module, datamodule, cfg, "test", work / f"sports{k}-{name}", None)
+            row[name] = {
+                "samples_per_second": metrics["test/samples_per_second"],
+                "seconds": seconds,
+                "parse_failure_rate": metrics["test/parse_failure_rate"],
+            }
+        for name in ("constrained", "score"):
+            row[f"{name}_vs_generate"] = row[name]["samples_per_second"] / row["generate"]["samples_per_second"]
+        out[str(k)] = row
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--samples", type=int, default=64, help="test samples")
+    parser.add_argument("--samples", type=int, default=128, help="test samples")
     parser.add_argument("--train-samples", type=int, default=16, help="train split size (the run's data)")
     parser.add_argument("--eval-batch-size", type=int, default=32)
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=1,
+        help="data.num_workers: image preprocessing in a loader process, overlapping the model (0: inline)",
+    )
     parser.add_argument("--seed-max-new-tokens", type=int, default=SEED_MAX_NEW_TOKENS)
     parser.add_argument("--run-dir", type=Path, help="a trained demo run (default: the untrained tiny model)")
+    parser.add_argument(
+        "--label-sets",
+        type=int,
+        nargs="*",
+        default=list(LABEL_SETS),
+        help="class counts of the multi-class comparison (100 Sports names, image only, zero-shot)",
+    )
+    parser.add_argument("--label-set-samples", type=int, default=32)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     work = Path(tempfile.mkdtemp(prefix="eval_speed."))
@@ -70,6 +140,7 @@ def main() -> None:
             f"data.root={work}/demo",
             f"data.prepare.splits={{train: {args.train_samples}, val: 16, test: {args.samples}}}",
             f"data.eval_batch_size={args.eval_batch_size}",
+            f"data.num_workers={args.num_workers}",
             "trainer=cpu",
         ],
         config_name="train",
@@ -94,6 +165,7 @@ def main() -> None:
         "trained": str(args.run_dir) if args.run_dir else None,
         "samples": args.samples,
         "eval_batch_size": args.eval_batch_size,
+        "num_workers": args.num_workers,
         "mmlearn_max_new_tokens": module.max_new_tokens,
         "per_sample_max_new_tokens": args.seed_max_new_tokens,
         "batched": {},
@@ -115,6 +187,9 @@ def main() -> None:
         result["per_sample_mmlearn_budget"] = per_sample_generation(
             module, datamodule.splits["test"], module.max_new_tokens
         )
+    result["label_sets"] = label_set_speeds(
+        work, args.label_sets, args.label_set_samples, args.eval_batch_size, args.num_workers
+    )
     base = result["per_sample"]["samples_per_second"]
     result["speedup_vs_per_sample"] = result["batched"]["generate"]["samples_per_second"] / base
     result["speedup_from_batching_alone"] = (

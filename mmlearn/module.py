@@ -85,7 +85,8 @@ class VLMFineTuner(L.LightningModule):
         return loss
 
     @torch.no_grad()
-    def generate_answers(self, inputs: dict, **overrides) -> list[str]:
+    def generate_answers(self, inputs: dict, decode: bool = True, **overrides):
+        """Greedy answers to left-padded prompts: the texts, or (decode=False) the new token ids."""
         tokenizer = self.processor.tokenizer
         kwargs = {
             "max_new_tokens": self.max_new_tokens,
@@ -94,8 +95,8 @@ class VLMFineTuner(L.LightningModule):
             "eos_token_id": tokenizer.eos_token_id,
             **overrides,
         }
-        out = self.model.generate(**inputs, **kwargs)
-        return tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        new_tokens = self.model.generate(**inputs, **kwargs)[:, inputs["input_ids"].shape[1] :]
+        return tokenizer.batch_decode(new_tokens, skip_special_tokens=True) if decode else new_tokens
 
     def _evaluate_batch(self, batch, metrics) -> list[dict]:
         decoded = self.decoder.decode(self, batch)

@@ -11,9 +11,10 @@ from mmlearn.data.collate import PromptCollator
 from mmlearn.decoding import ConstrainedDecoder, ScoreDecoder
 from mmlearn.decoding.score import score_candidates
 from mmlearn.decoding.thresholds import f1_at, tune_thresholds
-from mmlearn.decoding.trie import answer_trie
+from mmlearn.decoding.trie import TokenTrie, answer_trie
 from mmlearn.tasks import MultiClassTask, MultiLabelTask
 from tests.conftest import compose
+from tests.layouts_more import SPORTS100
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +158,50 @@ def test_open_ended_tasks_get_a_clear_error_for_closed_set_decoders():
             thresholds=None,
             share_prompt=True,
         )
+
+
+def test_trie_knows_when_the_answer_is_determined():
+    trie = TokenTrie([(1, 2, 3, 9), (1, 4, 9), (5, 6, 7, 9)])
+    assert trie.determined([]) is None  # 1 or 5
+    assert trie.determined([5]) == ([5], [6, 7, 9])
+    assert trie.determined([1]) is None  # 2 or 4
+    assert trie.determined([1, 4, 0, 0]) == ([1, 4], [9])  # what follows a determined answer is ignored
+    assert trie.determined([1, 2, 3, 9]) == ([1, 2], [3, 9])
+    assert trie.determined([8]) is None  # left the trie
+
+
+def test_constrained_rows_stop_once_the_answer_is_determined(setup):
+    """100 Sports names: greedy generation restricted to the trie picks the forced tokens anyway, so
+    stopping a row once one path is left and appending that path gives the same answers in fewer steps."""
+    _, datamodule, module = setup
+    task = MultiClassTask(SPORTS100[:40], "Which sport? {labels}")
+    samples = datamodule.splits["test"]
+    batch = _batch(module, task, samples)
+    tokenizer = module.processor.tokenizer
+    trie = answer_trie(tokenizer, SPORTS100[:40])
+    start = batch["inputs"]["input_ids"].shape[1]
+    full = module.generate_answers(
+        batch["inputs"],
+        max_new_tokens=trie.depth,
+        prefix_allowed_tokens_fn=lambda _, ids: (
+            trie.next_tokens(ids[start:].tolist()) or [tokenizer.pad_token_id]
+        ),
+    )
+    original, module.task = module.task, task
+    steps = []
+    try:
+        generate = module.model.generate
+
+        def counting(**kwargs):
+            out = generate(**kwargs)
+            steps.append(out.shape[1] - start)
+            return out
+
+        module.model.generate = counting
+        decoded = ConstrainedDecoder(max_candidates=64).decode(module, batch)
+    finally:
+        module.task = original
+        del module.model.generate
+    assert [d.output for d in decoded] == full
+    assert all(d.parsed.ok for d in decoded)
+    assert steps[0] < trie.depth  # stopped early: the longest name alone has trie.depth tokens

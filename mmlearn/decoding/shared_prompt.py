@@ -35,43 +35,65 @@ def score_with_shared_prompt(
     model = model.get_base_model() if hasattr(model, "get_base_model") else model
     input_ids = prompts["input_ids"].to(device)
     n, c = input_ids.shape[0], len(answer_ids)
-    width = max(len(ids) for ids in answer_ids) - 1  # the last token is predicted, never fed
+    forward_args = inspect.signature(model.forward).parameters
     kwargs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in prompts.items() if k != "input_ids"}
     kwargs["use_cache"] = True
-    if "position_ids" in inspect.signature(model.forward).parameters:
+    if "position_ids" in forward_args:
         kwargs["position_ids"] = model._prepare_position_ids_for_generation(
             input_ids, {**kwargs, "input_ids": input_ids}
         )
-    prefill = model(**model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **kwargs))
+    first_step = {"logits_to_keep": 1} if "logits_to_keep" in forward_args else {}
+    prefill = model(
+        **model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **kwargs, **first_step)
+    )
     first = prefill.logits[:, -1].float().log_softmax(dim=-1)  # (n, vocab): each answer's first token
     tokens, lengths = _candidate_tokens(answer_ids, pad_token_id, device)
     scores = first[:, tokens[:, 0]].clone()  # (n, c)
-    if width == 0:
-        return scores.cpu()
-    kwargs = model._update_model_kwargs_for_generation(
-        prefill, kwargs, is_encoder_decoder=False, num_new_tokens=width
-    )
-    cache = kwargs.pop("past_key_values")
+    cache = prefill.past_key_values
     for key in MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL:
         kwargs.pop(key, None)
-    rows = torch.arange(n * c, device=device)
-    flat = scores.view(-1)
+    continued = _ContinuedInputs(model, prefill, kwargs)
+    # (candidate, sample) rows, longest answers first, so that a chunk's rows have similar widths
+    order = sorted(range(c), key=lambda j: -len(answer_ids[j]))
+    rows = torch.tensor([j * n + i for j in order for i in range(n)], device=device)
+    flat = scores.T.reshape(-1)  # (candidate, sample) order
     for chunk in rows.split(rows_per_batch):
-        samples, candidates = chunk // c, chunk % c
+        candidates, samples = chunk // n, chunk % n
+        width = int(lengths[candidates].max()) - 1  # the last token is predicted, never fed
+        if width == 0:
+            continue
         fed = tokens[candidates, :width]
-        row_kwargs = {k: _select(k, v, samples, n) for k, v in kwargs.items()}
+        valid = torch.arange(width, device=device) < (lengths[candidates] - 1)[:, None]
+        row_kwargs = {k: _select(k, v, samples, n) for k, v in continued(width).items()}
         mask = row_kwargs["attention_mask"]
-        mask[:, -width:] = (torch.arange(width, device=device) < (lengths[candidates] - 1)[:, None]).to(mask)
+        mask[:, -width:] = valid.to(mask)
         ids = torch.cat([input_ids[samples], fed], dim=1)
         inputs = model.prepare_inputs_for_generation(
             ids, next_sequence_length=width, past_key_values=_select_cache(cache, samples), **row_kwargs
         )
-        logp = model(**inputs).logits.float().log_softmax(dim=-1)  # (rows, width, vocab)
-        target = tokens[candidates, 1 : width + 1]
-        picked = logp.gather(2, target.unsqueeze(-1)).squeeze(-1)
-        valid = torch.arange(width, device=device) < (lengths[candidates] - 1)[:, None]
-        flat[chunk] += (picked * valid).sum(dim=1)
-    return scores.cpu()
+        logits = model(**inputs).logits[valid].float()  # (answer tokens, vocab)
+        target = tokens[candidates, 1 : width + 1][valid]
+        token_logp = logits.log_softmax(dim=-1).gather(1, target[:, None]).squeeze(1)
+        flat[chunk] += torch.zeros(len(chunk), device=device).index_add_(0, valid.nonzero()[:, 0], token_logp)
+    return flat.view(c, n).T.cpu()
+
+
+class _ContinuedInputs:
+    """The per-sample inputs for `width` tokens after the prompt, as the family's own generation update
+    extends them (attention mask, positions, token types, cross-attention masks), once per width."""
+
+    def __init__(self, model, prefill, kwargs: dict) -> None:
+        self.model, self.prefill, self.kwargs = model, prefill, kwargs
+        self._by_width: dict[int, dict] = {}
+
+    def __call__(self, width: int) -> dict:
+        if width not in self._by_width:
+            updated = self.model._update_model_kwargs_for_generation(
+                self.prefill, dict(self.kwargs), is_encoder_decoder=False, num_new_tokens=width
+            )
+            updated.pop("past_key_values", None)
+            self._by_width[width] = updated
+        return self._by_width[width]
 
 
 def _candidate_tokens(answer_ids, pad_token_id, device):

@@ -25,6 +25,25 @@ class TokenTrie:
                 return []
         return list(node)
 
+    def determined(self, tokens: Sequence[int]) -> tuple[list[int], list[int]] | None:
+        """Follow `tokens` from the root until the answer is determined (a single path to its end):
+        (the tokens followed, the tokens that must come next), or None while choices remain. Tokens
+        after the point where the answer was determined (padding of a finished row) are ignored."""
+        node, path = self.root, []
+        for token in [*tokens, None]:
+            rest, tail = [], node
+            while len(tail) == 1:
+                only = next(iter(tail))
+                rest.append(only)
+                tail = tail[only]
+            if not tail:
+                return path, rest
+            if token is None or int(token) not in node:
+                return None
+            path.append(int(token))
+            node = node[int(token)]
+        return None
+
     def sequences(self) -> list[tuple[int, ...]]:
         """Every complete path, for checks."""
         out, stack = [], [((), self.root)]
