@@ -10,7 +10,10 @@ defaults (length-grouped batches); the Trainer side with the seeds' settings (ra
 
 Figures: `speedup_vs_trainer` (mmlearn samples/s over Trainer samples/s), `padding_fraction_grouped`
 and `_ungrouped` (share of computed token positions that are padding, from real collated batches),
-`loader_headroom` (data-loader samples/s over mmlearn training samples/s), and on a GPU with
+`loader_headroom` (data-loader samples/s over mmlearn training samples/s), `vision_cache_speedup`
+(training samples/s of an epoch after the first with `model.vision_cache` on, where every image is a
+hit, over the same epoch with it off; medians over `--cache-rounds` interleaved epoch pairs on the
+first `--cache-n-train` samples), and on a GPU with
 `--model-path`, tokens/s and MFU for Qwen2-VL-2B LoRA and QLoRA.
 """
 
@@ -57,14 +60,14 @@ def build_inputs(workdir: Path, n_train: int, seed: int = 0) -> tuple[Path, Path
     return model, data
 
 
-def compose_config(settings: dict, *, group_by_length: bool, extra: tuple[str, ...] = ()):
+def compose_config(settings: dict, *, group_by_length: bool, extra: tuple[str, ...] = (), train_file=None):
     from hydra import compose, initialize_config_dir
 
     data = Path(settings["data_dir"])
     overrides = [
         f"model.pretrained={settings['model_dir']}",
         "data=csv",
-        f"data.train_file={data / 'train.csv'}",
+        f"data.train_file={train_file or data / 'train.csv'}",
         "data.val_file=null",
         "data.test_file=null",
         f"data.image_root={data}",
@@ -109,6 +112,68 @@ def run_mmlearn(settings: dict) -> dict:
     )  # fmt: skip
     trainer.fit(module, datamodule=datamodule)
     return clock.result(datamodule.batch_size)
+
+
+def run_epochs(settings: dict) -> dict:
+    """mmlearn training on the first `cache_n_train` samples with `model.vision_cache.enabled=true`:
+    epoch 0 fills the cache, then epochs alternate between the cache on (every image a hit, as in any
+    epoch after the first) and off (the same model with the cache taken out: the vision tower runs), for
+    `cache_rounds` rounds. Interleaving gives both sides the same warm-up, weights and machine load.
+    Batches are reshuffled each epoch, so the hits are per image, not per batch."""
+    import statistics
+
+    import lightning as L
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import Callback
+
+    L.seed_everything(0)
+    n, rounds = settings.get("cache_n_train", settings["n_train"]), settings.get("cache_rounds", 1)
+    data = Path(settings["data_dir"])
+    rows = list(csv.DictReader((data / "train.csv").open()))[:n]
+    subset = data / f"train_first_{n}.csv"
+    with subset.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    extra = (
+        "model.vision_cache.enabled=true",
+        "trainer.max_steps=-1",
+        f"trainer.max_epochs={1 + 2 * rounds}",
+    )
+    cfg = compose_config(settings, group_by_length=True, extra=extra, train_file=subset)
+    datamodule, module = _build(cfg)
+    cache = module.vision_cache
+    times: dict[int, list] = {}  # epoch -> [first batch start, last batch end, samples]
+
+    class Clock(Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch % 2 == 1 or trainer.current_epoch == 0:
+                cache.install()
+            else:
+                cache.remove()
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            times.setdefault(trainer.current_epoch, [time.perf_counter(), None, 0])
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            epoch = times[trainer.current_epoch]
+            epoch[1], epoch[2] = time.perf_counter(), epoch[2] + len(batch["ids"])
+
+    trainer = instantiate(
+        cfg.trainer, callbacks=[Clock()], logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        limit_val_batches=0, default_root_dir=str(Path(settings["workdir"]) / "out"),
+    )  # fmt: skip
+    trainer.fit(module, datamodule=datamodule)
+    speed = {e: samples / (end - start) for e, (start, end, samples) in times.items() if e > 0}
+    return {
+        "samples_per_s_on": statistics.median(v for e, v in speed.items() if e % 2 == 1),
+        "samples_per_s_off": statistics.median(v for e, v in speed.items() if e % 2 == 0),
+        "samples_per_epoch": times[1][2],
+        "rounds": rounds,
+        "images_encoded": cache.stats.computed,  # over the cached epochs: epoch 0's images if all hit later
+        "cache_hits": cache.stats.hits,
+        "cache_mib": cache.store.bytes / 2**20,
+    }
 
 
 def run_trainer(settings: dict) -> dict:
@@ -226,7 +291,7 @@ def gpu_figures(settings: dict, model_path: str | None) -> dict:
 
 
 # --- driver ----------------------------------------------------------------------------------------
-SIDES = {"mmlearn": run_mmlearn, "trainer": run_trainer}
+SIDES = {"mmlearn": run_mmlearn, "trainer": run_trainer, "epochs": run_epochs}
 
 
 def _in_subprocess(side: str, settings: dict) -> dict:
@@ -248,7 +313,8 @@ def _in_subprocess(side: str, settings: dict) -> dict:
 
 def measure(settings: dict, *, isolate: bool = True, model_path: str | None = None) -> dict:
     run = _in_subprocess if isolate else (lambda side, s: SIDES[side](s))
-    sides = {side: run(side, settings) for side in SIDES}
+    sides = {side: run(side, settings) for side in ("mmlearn", "trainer")}
+    cache = run("epochs", settings)
     data = data_figures(settings)
     mm, hf = sides["mmlearn"]["samples_per_s"], sides["trainer"]["samples_per_s"]
     return {
@@ -260,6 +326,8 @@ def measure(settings: dict, *, isolate: bool = True, model_path: str | None = No
         "trainer_samples_per_s": hf,
         "loader_samples_per_s": data["loader_samples_per_s"],
         "mmlearn_tokens_per_s": sides["mmlearn"]["tokens_per_s"],
+        "vision_cache_speedup": cache["samples_per_s_on"] / cache["samples_per_s_off"],
+        "vision_cache": cache,
         "gpu": gpu_figures(settings, model_path),
         "settings": {k: v for k, v in settings.items() if k != "workdir"},
         "device": _device(),
@@ -299,6 +367,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--n-train", type=int, default=256)
+    parser.add_argument("--cache-n-train", type=int, default=64, help="samples per epoch (vision cache)")
+    parser.add_argument(
+        "--cache-rounds", type=int, default=4, help="epoch pairs, cache on/off (vision cache)"
+    )
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--model-path", default=None)
@@ -316,7 +388,8 @@ def main() -> None:
     settings = {
         "workdir": str(workdir), "model_dir": str(model_dir), "data_dir": str(data_dir), "steps": args.steps,
         "warmup": args.warmup, "batch_size": args.batch_size, "num_workers": args.num_workers,
-        "n_train": args.n_train,
+        "n_train": args.n_train, "cache_n_train": min(args.cache_n_train, args.n_train),
+        "cache_rounds": args.cache_rounds,
     }  # fmt: skip
     result = measure(settings, model_path=args.model_path)
     for key, value in result.items():

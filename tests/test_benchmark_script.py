@@ -8,7 +8,13 @@ import pytest
 
 from tests.conftest import REPO
 
-KEYS = {"speedup_vs_trainer", "padding_fraction_grouped", "padding_fraction_ungrouped", "loader_headroom"}
+KEYS = {
+    "speedup_vs_trainer",
+    "padding_fraction_grouped",
+    "padding_fraction_ungrouped",
+    "loader_headroom",
+    "vision_cache_speedup",
+}
 
 
 def _script():
@@ -35,3 +41,5 @@ def test_benchmark_functions_produce_finite_figures(tmp_path, tiny_qwen2vl):
     assert all(math.isfinite(x) and x >= 0 for x in numbers)
     assert 0 <= result["padding_fraction_grouped"] < 1 and result["gpu"].get("skipped")
     assert result["versions"]["torch"] and result["settings"]["batch_size"] == 4
+    cache = result["vision_cache"]  # epochs of 12 samples: only the first one encodes images
+    assert cache["samples_per_epoch"] == 12 and 0 < cache["images_encoded"] <= 12 <= cache["cache_hits"]
