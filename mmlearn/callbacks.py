@@ -51,6 +51,15 @@ class PredictionWriter(Callback):
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._collect(outputs)
 
+    def on_predict_epoch_start(self, trainer, pl_module) -> None:
+        self._rows = []
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect(outputs)
+
+    def on_predict_epoch_end(self, trainer, pl_module) -> None:
+        self._write(trainer, "predict")
+
     def _write(self, trainer, stage: str) -> None:
         if trainer.sanity_checking:
             return

@@ -28,7 +28,8 @@ from mmlearn.reports import write_reports
 
 log = logging.getLogger(__name__)
 
-STAGES = {"test": "test", "val": "validate"}
+STAGES = {"test": "test", "val": "validate", "predict": "predict"}
+PREDICT = "predict"  # an unlabelled file (data.predict_file): answers only, no metrics or reports
 
 
 def load_run_config(run_dir: Path) -> DictConfig:
@@ -74,8 +75,8 @@ class LoopTimer(Callback):
         if not trainer.sanity_checking:
             self.seconds = time.perf_counter() - self._t0
 
-    on_test_epoch_start = on_validation_epoch_start = _start
-    on_test_epoch_end = on_validation_epoch_end = _stop
+    on_test_epoch_start = on_validation_epoch_start = on_predict_epoch_start = _start
+    on_test_epoch_end = on_validation_epoch_end = on_predict_epoch_end = _stop
 
 
 def shot_selector(cfg: DictConfig, datamodule, module) -> ShotSelector | None:
@@ -113,8 +114,13 @@ def run_split(module, datamodule, source: DictConfig, split: str, out: Path, sho
         num_workers=datamodule.num_workers,
         collate_fn=PromptCollator(module.processor, module.spec.prompt, datamodule.task, shots=shots),
     )
-    getattr(trainer, STAGES[split])(module, dataloaders=loader)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(f"{split}/")}
+    if split == PREDICT:
+        trainer.predict(module, dataloaders=loader, return_predictions=False)
+        rows = read_rows(out / "predictions" / f"{PREDICT}.jsonl")
+        metrics = {f"{PREDICT}/parse_failure_rate": sum(not r["parse_ok"] for r in rows) / max(len(rows), 1)}
+    else:
+        getattr(trainer, STAGES[split])(module, dataloaders=loader)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(f"{split}/")}
     n = len(datamodule.splits[split])
     metrics[f"{split}/seconds"] = timer.seconds
     metrics[f"{split}/samples_per_second"] = n / timer.seconds if timer.seconds else 0.0
@@ -145,6 +151,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     run_dir = Path(cfg.run_dir) if cfg.run_dir else None
     source = load_run_config(run_dir) if run_dir else cfg  # model, data, trainer and seed
+    if cfg.split == PREDICT:
+        source = with_predict_file(source, cfg.predict_file)
     L.seed_everything(source.seed, workers=True)
     datamodule = build_datamodule(source)
     decoder = instantiate(cfg.decoding)
@@ -163,10 +171,26 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         describe(cfg, source, datamodule, module.decoder.name, shots, rows, seconds, thresholds),
     )
     settings = instantiate(cfg.report)
-    if settings.enabled:  # per_class.csv/.json, confusion.png, errors.html, reports.json
+    if (
+        settings.enabled and cfg.split != PREDICT
+    ):  # per_class.csv/.json, confusion.png, errors.html, reports.json
         write_reports(out, datamodule.task, rows, datamodule.splits[cfg.split], settings, cfg.split)
     log.info("evaluation written to %s", out)
     return metrics
+
+
+def with_predict_file(source: DictConfig, predict_file: str | None) -> DictConfig:
+    """The evaluated data config reading `predict_file` (relative to data.root) as the predict split."""
+    if "predict_file" not in source.data:
+        raise ValueError(
+            f"split=predict: data={source.data.name} reads no unlabelled file (no data.predict_file)"
+        )
+    predict_file = predict_file or source.data.predict_file
+    if predict_file is None:
+        raise ValueError(
+            f"split=predict needs predict_file=<an unlabelled file of data={source.data.name}, under data.root>"
+        )
+    return OmegaConf.merge(source, {"data": {"predict_file": predict_file}})
 
 
 def describe(cfg, source, datamodule, decoder_name, shots, rows, seconds, thresholds) -> dict:

@@ -104,6 +104,11 @@ class VLMFineTuner(L.LightningModule):
         metrics.update([d.parsed for d in decoded], samples)
         return [prediction_record(self.task, batch, i, d) for i, d in enumerate(decoded)]
 
+    def predict_step(self, batch, batch_idx):
+        """Answers to unlabelled samples: the records carry no gold labels and feed no metrics."""
+        decoded = self.decoder.decode(self, batch)
+        return [prediction_record(self.task, batch, i, d, labelled=False) for i, d in enumerate(decoded)]
+
     def validation_step(self, batch, batch_idx):
         return self._evaluate_batch(batch, self.val_metrics)
 

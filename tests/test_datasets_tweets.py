@@ -479,3 +479,40 @@ def test_end_to_end_crisismmd(tmp_path, tiny_qwen2vl, crisis, data, modality):
 def test_end_to_end_hateful_memes(tmp_path, tiny_qwen2vl, memes):
     summary = _train(tmp_path / "run", "hateful_memes", memes)
     assert _counts(summary) == MEMES_EXPECTED
+    # the unseen file through the CLI: answers for every row, no gold, no metrics beyond parsing
+    evaluated = tmp_path / "predict"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "evaluate.py",
+            f"run_dir={tmp_path / 'run'}",
+            "split=predict",
+            "predict_file=test_unseen.jsonl",
+            "decoding=constrained",
+            f"hydra.run.dir={evaluated}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    rows = [json.loads(x) for x in (evaluated / "predictions" / "predict.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["10487", "4587"]
+    assert all(
+        "gold" not in r and r["parse_ok"] and r["parsed"][0] in ("not_hateful", "hateful") for r in rows
+    )
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    assert metrics["predict/parse_failure_rate"] == 0.0 and metrics["predict/samples_per_second"] > 0
+    assert not (evaluated / "per_class.csv").exists()  # nothing to score against
+
+
+def test_predict_split_needs_an_unlabelled_file(tmp_path):
+    from mmlearn.evaluation import with_predict_file
+
+    with pytest.raises(ValueError, match="split=predict needs predict_file="):
+        with_predict_file(compose(["data=hateful_memes"], "evaluate"), None)
+    with pytest.raises(ValueError, match="data=demo reads no unlabelled file"):
+        with_predict_file(compose([], "evaluate"), "x.jsonl")
+    chosen = with_predict_file(compose(["data=hateful_memes"], "evaluate"), "test_unseen.jsonl")
+    assert chosen.data.predict_file == "test_unseen.jsonl"
