@@ -163,7 +163,7 @@ def test_cached_training_equals_uncached_and_encodes_only_misses(families, famil
             cache.remove()
     finally:
         probe.handle.remove()
-    assert "get_image_features" not in vars(model.get_base_model().model)
+    assert cache.family.attribute not in vars(cache.owner)  # removed: the model's own call again
 
 
 @pytest.mark.parametrize("family", ["qwen2vl", "llava", "smolvlm", "mllama"])
@@ -331,6 +331,21 @@ def test_refused_for_an_unknown_family_and_a_mismatched_model(families):
     with pytest.raises(ValueError, match="expects LlavaModel"):
         install_vision_cache(model, as_llava, _plan())
     assert set(FAMILIES) == set(TINY)
+
+
+def test_a_replaced_forward_is_never_dropped(families):
+    """Mllama and IDEFICS cache by replacing the vision tower's forward: one already replaced (a second
+    cache, an accelerate hook) is refused, and removing the cache restores the class's own."""
+    spec, _, model = families("idefics")
+    vision = model.get_base_model().model.vision_model
+    cache = install_vision_cache(model, spec, _plan())
+    try:
+        assert vars(vision)["forward"] is cache
+        with pytest.raises(RuntimeError, match="already replaced"):
+            install_vision_cache(model, spec, _plan())
+    finally:
+        cache.remove()
+    assert "forward" not in vars(vision)
 
 
 def test_off_by_default_and_refused_at_build_time(offline_env):

@@ -396,6 +396,12 @@ class VisionFeatureCache:
         return inspect.signature(getattr(self.owner.__class__, self.family.attribute).__get__(self.owner))
 
     def install(self) -> VisionFeatureCache:
+        current = self.owner.__dict__.get(self.family.attribute)
+        if current is not None and current is not self:  # e.g. an accelerate hook, or a second cache
+            raise RuntimeError(
+                f"{type(self.owner).__name__}.{self.family.attribute} is already replaced on this model "
+                f"({current!r}); model.vision_cache would drop that"
+            )
         setattr(self.owner, self.family.attribute, self)
         return self
 
@@ -481,7 +487,7 @@ class VisionFeatureCache:
     def describe(self) -> str:
         s = self.stats
         return (
-            f"vision cache ({self.family.what}): {s.hits} hits, {s.computed} computed "
+            f"vision cache ({self.family.what}), so far: {s.hits} hits, {s.computed} computed "
             f"(hit rate {s.hit_rate:.1%}), {len(self.store)} stored {self.where} "
             f"({self.store.bytes / 2**20:.1f} MiB), {s.not_stored} not stored (size limit)"
             + (f", {s.bypassed_calls} calls bypassed" if s.bypassed_calls else "")
