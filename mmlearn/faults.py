@@ -13,45 +13,32 @@ import logging
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from mmlearn.memory import GIB, checkpoint_dtype_bytes, estimate_model
+
 log = logging.getLogger(__name__)
-GIB = 2**30
 
 
 class NonFiniteLossError(RuntimeError):
     pass
 
 
-def memory_estimate(model, batch_size: int, sequence_length: int, gradient_checkpointing: bool) -> dict:
-    """Rough bytes per part, for the OOM message only (mmlearn's own estimate, until a shared one exists).
-
-    Activations follow Korthikanti et al. 2022 for 16-bit training with fused attention: about
-    34 * tokens * hidden bytes per decoder layer, about 2 * tokens * hidden with checkpointing; the
-    vision tower's own activations are left out (image tokens are counted in the sequence length).
-    """
-    text = model.config.get_text_config()
-    hidden, layers, vocab = text.hidden_size, text.num_hidden_layers, text.vocab_size
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    tokens = batch_size * sequence_length
-    per_layer = 2 if gradient_checkpointing else 34
-    return {
-        "weights": sum(p.numel() * p.element_size() for p in model.parameters()),
-        # a gradient in the weight's dtype, two fp32 AdamW moments
-        "gradients + AdamW states": sum(p.numel() * (p.element_size() + 8) for p in trainable),
-        "activations": per_layer * tokens * hidden * layers,
-        "logits (fp32, for the loss)": 4 * tokens * vocab,
-    }
-
-
-def oom_advice(model, batch: dict, trainer) -> str:
+def oom_advice(pl_module, batch: dict, trainer) -> str:
     input_ids = batch["inputs"]["input_ids"]
     batch_size, length = input_ids.shape
-    checkpointing = bool(getattr(model, "is_gradient_checkpointing", False))
-    parts = memory_estimate(model, batch_size, length, checkpointing)
-    lines = [f"  {name}: {size / GIB:.2f} GiB" for name, size in parts.items()]
+    checkpointing = bool(getattr(pl_module.model, "is_gradient_checkpointing", False))
+    estimate = estimate_model(
+        pl_module.model,
+        dtype_bytes=checkpoint_dtype_bytes(pl_module),
+        tokens=length,
+        batch=batch_size,
+        precision=str(trainer.precision),
+        gradient_checkpointing=checkpointing,
+    )
+    lines = [f"  {name}: {size / GIB:.2f} GiB" for name, size in estimate.parts().items()]
     return "\n".join(
         [
             f"Out of GPU memory on a batch of {batch_size} x {length} tokens (image tokens included); "
-            f"estimated need {sum(parts.values()) / GIB:.2f} GiB:",
+            f"estimated need {estimate.total / GIB:.2f} GiB (mmlearn/memory.py):",
             *lines,
             "Knobs, largest effect first:",
             f"  data.batch_size={max(1, batch_size // 2)} with trainer.accumulate_grad_batches="
@@ -92,7 +79,7 @@ class FaultReport(Callback):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if not isinstance(exception, torch.cuda.OutOfMemoryError) or self._batch is None:
             return
-        advice = oom_advice(pl_module.model, self._batch, trainer)
+        advice = oom_advice(pl_module, self._batch, trainer)
         log.error(advice)
         if hasattr(exception, "add_note"):  # Python 3.11+: shown under the traceback
             exception.add_note(advice)

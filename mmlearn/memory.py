@@ -6,7 +6,8 @@ weights      4-bit NF4 modules: 0.5 byte/param + quantisation constants (one abs
 trainable    weights (fp32) + fp32 gradients + AdamW's two fp32 moments: 16 bytes per trainable param.
 activations  layers x hidden x tokens x batch x bytes x 17 for the language model (Korthikanti et al.
              2022: 34·s·b·h bytes per layer at 2-byte activations, without the attention scores that
-             SDPA / flash attention never store), plus the logits: batch x tokens x vocab x
+             SDPA / flash attention never store; x 1 with gradient checkpointing, which keeps only
+             each layer's input), plus the logits: batch x tokens x vocab x
              (bytes + 8) (the fp32 upcast in the loss and its gradient).
 
 Not counted: the CUDA context (~0.5 GiB), allocator fragmentation, a trainable vision tower's
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 ACTIVATION_FACTOR = 17
+CHECKPOINTED_FACTOR = 1
 NF4_BLOCK = 64
 DOUBLE_QUANT_BLOCK = 256
 GIB = 1024**3
@@ -101,9 +103,11 @@ class MemoryEstimate:
     def total(self) -> float:
         return self.weights + self.trainable + self.activations
 
+    def parts(self) -> dict[str, float]:
+        return {"weights": self.weights, "trainable+AdamW": self.trainable, "activations": self.activations}
+
     def describe(self) -> str:
-        parts = {"weights": self.weights, "trainable+AdamW": self.trainable, "activations": self.activations}
-        listed = ", ".join(f"{k} {_size(v)}" for k, v in parts.items())
+        listed = ", ".join(f"{k} {_size(v)}" for k, v in self.parts().items())
         return f"memory estimate: {listed} -> total {_size(self.total)} (rough; see mmlearn/memory.py)"
 
 
@@ -122,10 +126,12 @@ def estimate(
     tokens: int,
     batch: int,
     activation_bytes: int,
+    gradient_checkpointing: bool = False,
 ) -> MemoryEstimate:
     weights = counts.quantized * nf4_bytes_per_param(double_quant) + counts.frozen * dtype_bytes
     trainable = counts.trainable * (4 + 4 + 8)
-    blocks = layers * hidden * tokens * batch * activation_bytes * ACTIVATION_FACTOR
+    factor = CHECKPOINTED_FACTOR if gradient_checkpointing else ACTIVATION_FACTOR
+    blocks = layers * hidden * tokens * batch * activation_bytes * factor
     logits = batch * tokens * vocab * (activation_bytes + 8)
     return MemoryEstimate(weights=weights, trainable=trainable, activations=blocks + logits)
 
@@ -135,10 +141,10 @@ def activation_bytes(precision: str) -> int:
     return 4 if str(precision).startswith("32") else 2
 
 
-def estimate_run(module, datamodule, precision: str) -> MemoryEstimate:
-    """The estimate for a built `VLMFineTuner` and a connected datamodule: worst batch = batch_size
-    samples of the longest training sample."""
-    model = module.model
+def estimate_model(
+    model, *, dtype_bytes: int, tokens: int, batch: int, precision: str, gradient_checkpointing: bool
+) -> MemoryEstimate:
+    """The estimate for a loaded model (4-bit modules found as loaded) and a batch shape."""
     text = model.config.get_text_config()
     quantization = getattr(model.config, "quantization_config", None)
     if quantization is not None and not isinstance(quantization, dict):
@@ -146,12 +152,30 @@ def estimate_run(module, datamodule, precision: str) -> MemoryEstimate:
     double_quant = bool((quantization or {}).get("bnb_4bit_use_double_quant", False))
     return estimate(
         count_parameters(model, is_4bit),
-        dtype_bytes=torch.finfo(getattr(torch, module.spec.torch_dtype)).bits // 8,
+        dtype_bytes=dtype_bytes,
         double_quant=double_quant,
         layers=text.num_hidden_layers,
         hidden=text.hidden_size,
         vocab=text.vocab_size,
+        tokens=tokens,
+        batch=batch,
+        activation_bytes=activation_bytes(precision),
+        gradient_checkpointing=gradient_checkpointing,
+    )
+
+
+def checkpoint_dtype_bytes(module) -> int:
+    return torch.finfo(getattr(torch, module.spec.torch_dtype)).bits // 8
+
+
+def estimate_run(module, datamodule, precision: str) -> MemoryEstimate:
+    """The estimate for a built `VLMFineTuner` and a connected datamodule: worst batch = batch_size
+    samples of the longest training sample."""
+    return estimate_model(
+        module.model,
+        dtype_bytes=checkpoint_dtype_bytes(module),
         tokens=max(datamodule.lengths["train"]),
         batch=datamodule.batch_size,
-        activation_bytes=activation_bytes(precision),
+        precision=precision,
+        gradient_checkpointing=module.spec.gradient_checkpointing,
     )

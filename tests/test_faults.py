@@ -80,10 +80,21 @@ def test_out_of_memory_explains_the_estimate_and_the_knobs(tmp_path, tiny_qwen2v
 def test_the_memory_estimate_grows_with_the_batch_and_shrinks_with_checkpointing(tiny_qwen2vl):
     from transformers import AutoModelForImageTextToText
 
-    from mmlearn.faults import memory_estimate
+    from mmlearn.memory import estimate_model
 
-    model = AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl)
-    small, large = memory_estimate(model, 2, 100, False), memory_estimate(model, 4, 100, False)
-    assert large["activations"] == 2 * small["activations"] and large["weights"] == small["weights"]
-    assert memory_estimate(model, 2, 100, True)["activations"] < small["activations"]
-    assert small["weights"] == sum(p.numel() * 4 for p in model.parameters())  # float32
+    model = AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl).requires_grad_(False)
+
+    def at(batch, checkpointing=False):
+        return estimate_model(
+            model,
+            dtype_bytes=4,
+            tokens=100,
+            batch=batch,
+            precision="32-true",
+            gradient_checkpointing=checkpointing,
+        )
+
+    small, large = at(2), at(4)
+    assert large.activations == 2 * small.activations and large.weights == small.weights
+    assert at(2, checkpointing=True).activations < small.activations
+    assert small.weights == sum(p.numel() * 4 for p in model.parameters())  # float32, nothing in 4 bit

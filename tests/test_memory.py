@@ -62,6 +62,11 @@ def test_estimate_is_the_documented_formula():
     assert got.trainable == 50 * 16
     assert got.activations == 3 * 8 * 5 * 2 * 2 * 17 + 2 * 5 * 11 * (2 + 8)
     assert got.total == got.weights + got.trainable + got.activations
+    checkpointed = estimate(
+        counts, dtype_bytes=2, double_quant=False, layers=3, hidden=8, vocab=11, tokens=5, batch=2,
+        activation_bytes=2, gradient_checkpointing=True,
+    )  # fmt: skip
+    assert checkpointed.activations == 3 * 8 * 5 * 2 * 2 * 1 + 2 * 5 * 11 * (2 + 8)
 
 
 @pytest.fixture(scope="module")
