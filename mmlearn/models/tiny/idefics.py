@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from transformers import (
     IdeficsConfig,
     IdeficsForVisionText2Text,
@@ -12,7 +11,7 @@ from transformers import (
     IdeficsProcessor,
 )
 
-from mmlearn.models.tiny.init import scale_output_head
+from mmlearn.models.tiny.init import save_tiny
 from mmlearn.models.tiny.tokenizer import train_bpe_tokenizer
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
@@ -109,17 +108,21 @@ def build_tiny_idefics(
             "resampler_head_dim": 16,
         },
     )
-    torch.manual_seed(seed)
-    model = IdeficsForVisionText2Text(config)
-    with torch.no_grad():
+
+    def open_gates(model) -> None:
         for block in model.model.gated_cross_attn_layers:
             block.alpha_cross_attn.fill_(gate_value)
             block.alpha_dense.fill_(gate_value)
         model.model.perceiver_resampler.latents.mul_(latent_scale)
-    scale_output_head(model, output_logit_scale)
-    model.generation_config.bos_token_id = ids("<s>")
-    model.generation_config.eos_token_id = ids("</s>")
-    model.generation_config.pad_token_id = ids("<unk>")
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
+
+    save_tiny(
+        IdeficsForVisionText2Text,
+        config,
+        processor,
+        output_dir,
+        seed=seed,
+        output_logit_scale=output_logit_scale,
+        special_tokens={"bos": "<s>", "eos": "</s>", "pad": "<unk>"},
+        adjust=open_gates,
+    )
     return output_dir

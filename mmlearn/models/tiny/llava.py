@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
-from mmlearn.models.tiny.init import scale_output_head
+from mmlearn.models.tiny.init import save_tiny
 from mmlearn.models.tiny.mllama import add_bos_on_encode
 from mmlearn.models.tiny.tokenizer import train_bpe_tokenizer
 
@@ -95,12 +94,12 @@ def build_tiny_llava(
         vision_feature_select_strategy="default",
         tie_word_embeddings=False,
     )
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config)
-    scale_output_head(model, output_logit_scale)
-    model.generation_config.bos_token_id = ids("<s>")
-    model.generation_config.eos_token_id = ids("</s>")
-    model.generation_config.pad_token_id = ids("<pad>")
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
-    return output_dir
+    return save_tiny(
+        LlavaForConditionalGeneration,
+        config,
+        processor,
+        output_dir,
+        seed=seed,
+        output_logit_scale=output_logit_scale,
+        special_tokens={"bos": "<s>", "eos": "</s>", "pad": "<pad>"},
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from tokenizers import processors
 from transformers import (
     MllamaConfig,
@@ -13,7 +12,7 @@ from transformers import (
     MllamaProcessor,
 )
 
-from mmlearn.models.tiny.init import scale_output_head
+from mmlearn.models.tiny.init import save_tiny
 from mmlearn.models.tiny.tokenizer import train_bpe_tokenizer
 
 SPECIAL_TOKENS = [
@@ -140,16 +139,19 @@ def build_tiny_mllama(
         },
         image_token_index=ids("<|image|>"),
     )
-    torch.manual_seed(seed)
-    model = MllamaForConditionalGeneration(config)
-    scale_output_head(model, output_logit_scale)
-    with torch.no_grad():
+
+    def open_gates(model) -> None:
         for name, param in model.named_parameters():
             if name.rsplit(".", 1)[-1] in ("gate", "cross_attn_attn_gate", "cross_attn_mlp_gate"):
                 param.fill_(gate_value)
-    model.generation_config.bos_token_id = ids("<|begin_of_text|>")
-    model.generation_config.eos_token_id = ids("<|eot_id|>")
-    model.generation_config.pad_token_id = ids("<|finetune_right_pad_id|>")
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
-    return output_dir
+
+    return save_tiny(
+        MllamaForConditionalGeneration,
+        config,
+        processor,
+        output_dir,
+        seed=seed,
+        output_logit_scale=output_logit_scale,
+        special_tokens={"bos": "<|begin_of_text|>", "eos": "<|eot_id|>", "pad": "<|finetune_right_pad_id|>"},
+        adjust=open_gates,
+    )

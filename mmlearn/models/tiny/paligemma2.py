@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from transformers import (
     PaliGemmaConfig,
     PaliGemmaForConditionalGeneration,
@@ -12,7 +11,7 @@ from transformers import (
     SiglipImageProcessor,
 )
 
-from mmlearn.models.tiny.init import scale_output_head
+from mmlearn.models.tiny.init import save_tiny
 from mmlearn.models.tiny.tokenizer import train_bpe_tokenizer
 
 # Gemma's first ids; the processor appends the 1,024 <locNNNN> and 128 <segNNN> tokens itself.
@@ -93,12 +92,12 @@ def build_tiny_paligemma2(
         hidden_size=hidden_size,
         tie_word_embeddings=False,
     )
-    torch.manual_seed(seed)
-    model = PaliGemmaForConditionalGeneration(config)
-    scale_output_head(model, output_logit_scale)
-    model.generation_config.bos_token_id = ids("<bos>")
-    model.generation_config.eos_token_id = ids("<eos>")
-    model.generation_config.pad_token_id = ids("<pad>")
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
-    return output_dir
+    return save_tiny(
+        PaliGemmaForConditionalGeneration,
+        config,
+        processor,
+        output_dir,
+        seed=seed,
+        output_logit_scale=output_logit_scale,
+        special_tokens={"bos": "<bos>", "eos": "<eos>", "pad": "<pad>"},
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from transformers import (
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
@@ -13,7 +12,7 @@ from transformers import (
 )
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-from mmlearn.models.tiny.init import scale_output_head
+from mmlearn.models.tiny.init import save_tiny
 from mmlearn.models.tiny.tokenizer import train_bpe_tokenizer
 
 SPECIAL_TOKENS = [
@@ -103,15 +102,15 @@ def qwen_special_token_ids(tokenizer) -> dict:
 def save_qwen(
     model_class, config, processor, output_dir: Path, *, seed: int, output_logit_scale: float
 ) -> Path:
-    ids = processor.tokenizer.convert_tokens_to_ids
-    torch.manual_seed(seed)
-    model = model_class(config)
-    scale_output_head(model, output_logit_scale)
-    model.generation_config.eos_token_id = ids("<|im_end|>")
-    model.generation_config.pad_token_id = ids("<|endoftext|>")
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
-    return output_dir
+    return save_tiny(
+        model_class,
+        config,
+        processor,
+        output_dir,
+        seed=seed,
+        output_logit_scale=output_logit_scale,
+        special_tokens={"eos": "<|im_end|>", "pad": "<|endoftext|>"},
+    )
 
 
 def build_tiny_qwen2vl(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from transformers import (
     Idefics3Config,
     Idefics3ForConditionalGeneration,
@@ -17,7 +16,7 @@ from transformers import (
     Idefics3Processor,
 )
 
-from mmlearn.models.tiny.init import scale_output_head
+from mmlearn.models.tiny.init import save_tiny
 from mmlearn.models.tiny.tokenizer import train_bpe_tokenizer
 
 # tile position tags: without them "<row_1_col_1>" would be tokenised as plain text
@@ -111,12 +110,12 @@ def build_tiny_smolvlm(
         pad_token_id=ids("<|im_end|>"),
         tie_word_embeddings=False,
     )
-    torch.manual_seed(seed)
-    model = Idefics3ForConditionalGeneration(config)
-    scale_output_head(model, output_logit_scale)
-    model.generation_config.bos_token_id = ids("<|im_start|>")
-    model.generation_config.eos_token_id = ids("<end_of_utterance>")
-    model.generation_config.pad_token_id = ids("<|im_end|>")
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
-    return output_dir
+    return save_tiny(
+        Idefics3ForConditionalGeneration,
+        config,
+        processor,
+        output_dir,
+        seed=seed,
+        output_logit_scale=output_logit_scale,
+        special_tokens={"bos": "<|im_start|>", "eos": "<end_of_utterance>", "pad": "<|im_end|>"},
+    )
