@@ -49,12 +49,13 @@ def build_run_module(run_dir: Path, run_cfg: DictConfig, task, decoder) -> VLMFi
 
 
 def build_base_module(cfg: DictConfig, task, decoder) -> VLMFineTuner:
-    """The base checkpoint as released: no adapter, nothing trainable."""
+    """The base checkpoint as released: no adapter, nothing trainable; loaded in 4 bit with peft=qlora
+    (the base a QLoRA run trains on)."""
     return VLMFineTuner(
         spec=instantiate(cfg.model, _convert_="all"),
         task=task,
         adapter=None,
-        quantization=None,
+        quantization=instantiate(cfg.peft.quantization, _convert_="all"),
         towers=TowerPlan(modes=dict.fromkeys(TOWERS, "frozen"), lr=dict.fromkeys(TOWERS)),
         optimizer=None,
         scheduler=None,

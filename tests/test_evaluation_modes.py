@@ -217,3 +217,36 @@ def test_compare_runs_every_mode_in_one_command(tmp_path, tiny_qwen2vl, demo_dir
     table = list(csv.DictReader((out / "report.csv").open()))
     assert {r["mode"] for r in table} == {"zero_shot", "two_shot", "balanced"}
     assert (out / "report.png").stat().st_size > 0
+
+
+def test_zero_shot_base_loads_in_4_bit_with_qlora(tiny_qwen2vl, demo_dir):
+    """evaluate.py model=... peft=qlora: the base model's language layers in NF4 (vision and projector
+    kept out, as for QLoRA training), no adapter, and label scoring still gives a distribution."""
+    import bitsandbytes as bnb
+    import torch
+    from hydra.utils import instantiate
+
+    from mmlearn.building import build_datamodule
+    from mmlearn.evaluation import build_base_module
+    from tests.conftest import compose
+
+    overrides = [
+        f"data.root={demo_dir}",
+        "data.prepare.splits={train: 16, val: 8, test: 8}",
+        "paths.root_dir=/tmp/x",
+    ]
+    cfg = compose([*overrides, "peft=qlora", "decoding=score"], "evaluate")
+    datamodule = build_datamodule(cfg)
+    module = build_base_module(cfg, datamodule.task, instantiate(cfg.decoding)).eval()
+    quantised = [n for n, m in module.model.named_modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert quantised and all("visual" not in n for n in quantised)
+    assert not any(p.requires_grad for p in module.model.parameters())
+    datamodule.connect(module.processor, module.spec.prompt)
+    batch = PromptCollator(module.processor, module.spec.prompt, datamodule.task)(
+        datamodule.splits["test"][:3]
+    )
+    with torch.no_grad():
+        decoded = module.decoder.decode(module, batch)
+    assert all(d.parsed.ok and all(0.0 <= p <= 1.0 for p in d.scores.values()) for d in decoded)
+    plain = build_base_module(compose([*overrides], "evaluate"), datamodule.task, instantiate(cfg.decoding))
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in plain.model.modules())

@@ -26,12 +26,14 @@ from mmlearn.models.towers import (
 
 def attach_adapter(model, spec, adapter: LoraConfig | None, plan: TowerPlan, quantized: bool):
     """LoRA on the towers set to `lora` (or `adapter.target_modules` when the config names them),
-    full training of the towers set to `full`, everything else frozen; then check exactly that."""
+    full training of the towers set to `full`, everything else frozen; then check exactly that.
+    No adapter and every tower frozen: the base model as released (zero-shot evaluation, 4-bit too)."""
     check_tower_map(model, spec.towers)
-    if quantized:
+    trains = adapter is not None or any(mode != "frozen" for mode in plan.modes.values())
+    if quantized and trains:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if adapter is None:
-        if quantized:
+        if quantized and trains:
             raise ValueError("a 4-bit model cannot be fully fine-tuned: use peft=qlora with an adapter")
         set_full_towers(model, spec, plan)
     else:
