@@ -91,7 +91,9 @@ def label_set_speeds(work: Path, sizes, samples: int, eval_batch_size: int, num_
                 "parse_failure_rate": metrics["test/parse_failure_rate"],
             }
         for name in ("constrained", "score"):
-            row[f"{name}_vs_generate"] = row[name]["samples_per_second"] / row["generate"]["samples_per_second"]
+            row[f"{name}_vs_generate"] = (
+                row[name]["samples_per_second"] / row["generate"]["samples_per_second"]
+            )
         out[str(k)] = row
     return out
 
