@@ -1,8 +1,11 @@
-"""Shared fixtures: a tiny Qwen2-VL built once per session, and the demo data, both offline."""
+"""Shared fixtures: a tiny Qwen2-VL built once per session, and the demo data, both offline; and the
+helpers that compose configs and run the entry points."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,14 @@ def split_metrics(path, split: str = "test") -> dict:
 
     metrics = json.loads(Path(path).read_text())
     return {k: v for k, v in metrics.items() if k.startswith(f"{split}/") and not k.endswith(WALL_CLOCK)}
+
+
+def run_script(script: str, *overrides: str, check: bool = True, timeout: int = 900):
+    """An entry point (train.py, evaluate.py, compare.py, ...) in a fresh interpreter, as a user runs it;
+    with `check`, a failure shows the tail of its output."""
+    out = subprocess.run(
+        [sys.executable, script, *overrides], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+    if check:
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out

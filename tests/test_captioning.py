@@ -2,8 +2,6 @@
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 from hydra.utils import instantiate
@@ -12,7 +10,7 @@ from mmlearn.data.sample import BadSampleError, Sample
 from mmlearn.tasks.base import Parsed
 from mmlearn.tasks.caption_scores import cider_d, cider_d_scores, lcs_length, rouge_l, words
 from mmlearn.tasks.captioning import CaptioningTask, CaptionMetrics
-from tests.conftest import REPO, compose, split_metrics
+from tests.conftest import compose, run_script, split_metrics
 from tests.layouts_qa_captions import CAPTIONS, write_sports_captions
 
 PROMPT = "Question: What is a caption for this photo?\nAnswer:"
@@ -223,18 +221,13 @@ def test_wrong_header_is_an_error(captions):
 # --- end to end -----------------------------------------------------------------------------------
 
 
-def _run(*args):
-    out = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-
-
 @pytest.mark.slow
 def test_train_then_evaluate_reproduces_the_metrics(tmp_path, tiny_qwen2vl):
     root, run = write_sports_captions(tmp_path / "sports"), tmp_path / "run"
     data = [f"data.root={root}", "data.split_fractions={train: 0.6, val: 0.2, test: 0.2}"]
     data += ["data.train_on=first_caption", "data.batch_size=3", "data.eval_batch_size=2"]
     run_args = ["model=qwen2vl_tiny", "trainer.max_steps=2", "logger=csv", f"hydra.run.dir={run}"]
-    _run("train.py", "data=sports_captions", *data, *run_args)
+    run_script("train.py", "data=sports_captions", *data, *run_args)
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"test/bleu4", "test/rouge_l", "test/cider", "test/parse_failure_rate"} <= set(metrics)
     assert "val/cider_best" in metrics
@@ -245,7 +238,7 @@ def test_train_then_evaluate_reproduces_the_metrics(tmp_path, tiny_qwen2vl):
     assert metrics["test/cider"] == pytest.approx(cider_d(candidates, golds), abs=1e-6)
     rouge = sum(rouge_l(c, g) for c, g in zip(candidates, golds, strict=True)) / 2
     assert metrics["test/rouge_l"] == pytest.approx(rouge, abs=1e-6)
-    _run("evaluate.py", f"run_dir={run}")
+    run_script("evaluate.py", f"run_dir={run}")
     (eval_dir,) = (run / "eval").iterdir()
     test_metrics = {k: v for k, v in metrics.items() if k.startswith("test/")}
     assert split_metrics(eval_dir / "metrics.json") == test_metrics

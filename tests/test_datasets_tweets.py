@@ -3,8 +3,6 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 from hydra.errors import InstantiationException
@@ -13,7 +11,7 @@ from hydra.utils import instantiate
 from mmlearn.data.datasets.hateful_memes import UnlabelledFileError
 from mmlearn.data.sample import BadSampleError
 from tests import layouts
-from tests.conftest import REPO, compose
+from tests.conftest import compose, run_script
 
 HUM = "crisismmd_humanitarian"
 INF = "crisismmd_informative"
@@ -423,26 +421,18 @@ def test_hateful_memes_predict_file_yields_samples_without_gold_labels(memes, ti
 
 # --- end to end ----------------------------------------------------------------------------------------
 def _train(run_dir, data, root, *overrides):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            f"data={data}",
-            f"data.root={root}",
-            "model=qwen2vl_tiny",
-            "trainer.max_steps=2",
-            "logger=csv",
-            "data.batch_size=2",
-            "data.eval_batch_size=4",
-            f"hydra.run.dir={run_dir}",
-            *overrides,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    run_script(
+        "train.py",
+        f"data={data}",
+        f"data.root={root}",
+        "model=qwen2vl_tiny",
+        "trainer.max_steps=2",
+        "logger=csv",
+        "data.batch_size=2",
+        "data.eval_batch_size=4",
+        f"hydra.run.dir={run_dir}",
+        *overrides,
     )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert (run_dir / "metrics.json").is_file()
     return json.loads((run_dir / "data_summary.json").read_text())
 
@@ -481,22 +471,14 @@ def test_end_to_end_hateful_memes(tmp_path, tiny_qwen2vl, memes):
     assert _counts(summary) == MEMES_EXPECTED
     # the unseen file through the CLI: answers for every row, no gold, no metrics beyond parsing
     evaluated = tmp_path / "predict"
-    out = subprocess.run(
-        [
-            sys.executable,
-            "evaluate.py",
-            f"run_dir={tmp_path / 'run'}",
-            "split=predict",
-            "predict_file=test_unseen.jsonl",
-            "decoding=constrained",
-            f"hydra.run.dir={evaluated}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    run_script(
+        "evaluate.py",
+        f"run_dir={tmp_path / 'run'}",
+        "split=predict",
+        "predict_file=test_unseen.jsonl",
+        "decoding=constrained",
+        f"hydra.run.dir={evaluated}",
     )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     rows = [json.loads(x) for x in (evaluated / "predictions" / "predict.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == ["10487", "4587"]
     assert all(

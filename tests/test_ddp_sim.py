@@ -3,26 +3,18 @@
 metrics and predictions equal those of one process evaluating the same adapter (evaluate.py)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO, split_metrics
+from tests.conftest import run_script, split_metrics
 
 pytestmark = pytest.mark.slow
-
-
-def _run(*args):
-    out = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out
 
 
 def test_two_processes_score_every_sample_once_like_one_process(tmp_path, tiny_qwen2vl):
     run = tmp_path / "ddp"
     demo = tmp_path / "demo"
-    _run(
+    run_script(
         "train.py",
         "trainer=ddp_sim",
         "logger=csv",
@@ -45,7 +37,7 @@ def test_two_processes_score_every_sample_once_like_one_process(tmp_path, tiny_q
         assert sorted(ids) == sorted(f"{split}-{i}" for i in range(9)), split
     assert json.loads((run / "reports.json").read_text())["samples"] == 9  # reports gathered from both ranks
 
-    _run("evaluate.py", f"run_dir={run}")
+    run_script("evaluate.py", f"run_dir={run}")
     (eval_dir,) = (run / "eval").iterdir()
     trained = {
         k: v for k, v in json.loads((run / "metrics.json").read_text()).items() if k.startswith("test/")

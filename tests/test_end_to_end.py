@@ -2,32 +2,21 @@
 
 import csv
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score, hamming_loss
 
-from tests.conftest import REPO, split_metrics
+from tests.conftest import run_script, split_metrics
 
 pytestmark = pytest.mark.slow
 LABELS = ["red", "blue", "urgent", "question"]
 
 
-def _run(script, *overrides, check=True):
-    out = subprocess.run(
-        [sys.executable, script, *overrides], cwd=REPO, capture_output=True, text=True, timeout=900
-    )
-    if check:
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out
-
-
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory, tiny_qwen2vl, demo_dir):
     run_dir = tmp_path_factory.mktemp("run") / "demo"
-    _run(
+    run_script(
         "train.py",
         "logger=csv",
         "trainer.max_epochs=2",
@@ -106,7 +95,7 @@ def test_metrics_recompute_from_predictions_with_sklearn(short_run):
 
 
 def test_evaluate_reproduces_the_test_metrics(short_run):
-    _run("evaluate.py", f"run_dir={short_run}")
+    run_script("evaluate.py", f"run_dir={short_run}")
     (eval_dir,) = (short_run / "eval").iterdir()
     test_metrics = split_metrics(short_run / "metrics.json")
     assert split_metrics(eval_dir / "metrics.json") == test_metrics
@@ -120,7 +109,7 @@ def test_export_merges_the_adapter_into_a_loadable_model(short_run):
 
     from mmlearn.models.adapters import load_adapter
 
-    _run("export.py", f"run_dir={short_run}", "merge=true")
+    run_script("export.py", f"run_dir={short_run}", "merge=true")
     merged_dir = short_run / "export"
     assert (merged_dir / "config.json").is_file() and not (merged_dir / "adapter_config.json").exists()
     processor = AutoProcessor.from_pretrained(merged_dir)
@@ -135,14 +124,14 @@ def test_export_merges_the_adapter_into_a_loadable_model(short_run):
     kwargs = {"max_new_tokens": 8, "do_sample": False, "pad_token_id": processor.tokenizer.pad_token_id}
     with torch.no_grad():
         assert torch.equal(merged.generate(**ids, **kwargs), unmerged.generate(**ids, **kwargs))
-    again = _run("export.py", f"run_dir={short_run}", "merge=true", check=False)
+    again = run_script("export.py", f"run_dir={short_run}", "merge=true", check=False)
     assert again.returncode != 0 and "already exists" in again.stderr + again.stdout
 
 
 @pytest.mark.parametrize("peft", ["dora", "qlora", "none"])
 def test_other_peft_methods_train_and_evaluate(tmp_path, tiny_qwen2vl, demo_dir, peft):
     run = tmp_path / peft
-    _run(
+    run_script(
         "train.py",
         f"peft={peft}",
         "logger=csv",
@@ -153,14 +142,16 @@ def test_other_peft_methods_train_and_evaluate(tmp_path, tiny_qwen2vl, demo_dir,
         f"hydra.run.dir={run}",
     )
     assert (run / ("model/config.json" if peft == "none" else "adapter/adapter_config.json")).is_file()
-    _run("evaluate.py", f"run_dir={run}")
+    run_script("evaluate.py", f"run_dir={run}")
     (eval_dir,) = (run / "eval").iterdir()
     assert split_metrics(eval_dir / "metrics.json") == split_metrics(run / "metrics.json")
 
 
 def test_a_finished_run_directory_is_not_overwritten(short_run):
     before = (short_run / "metrics.json").read_text()
-    out = _run("train.py", "logger=csv", "trainer.max_steps=1", f"hydra.run.dir={short_run}", check=False)
+    out = run_script(
+        "train.py", "logger=csv", "trainer.max_steps=1", f"hydra.run.dir={short_run}", check=False
+    )
     assert out.returncode != 0 and "already holds a finished run" in out.stderr + out.stdout
     assert (short_run / "metrics.json").read_text() == before
 
@@ -183,10 +174,10 @@ def test_skip_mode_writes_the_skipped_rows(tmp_path, tiny_qwen2vl, demo_dir):
         f"data.image_root={data}",
         f"data.labels_file={data}/labels.txt",
     ]
-    failed = _run("train.py", *common, f"hydra.run.dir={tmp_path / 'strict'}", check=False)
+    failed = run_script("train.py", *common, f"hydra.run.dir={tmp_path / 'strict'}", check=False)
     assert failed.returncode != 0 and f"{data}/train.csv:4" in failed.stderr + failed.stdout
     run = tmp_path / "lenient"
-    _run("train.py", *common, "data.on_bad_sample=skip", f"hydra.run.dir={run}")
+    run_script("train.py", *common, "data.on_bad_sample=skip", f"hydra.run.dir={run}")
     summary = json.loads((run / "data_summary.json").read_text())
     assert summary["train"]["samples_read"] == 16 and summary["train"]["samples_skipped"] == 1
     skipped = [json.loads(line) for line in (run / "skipped_samples.jsonl").read_text().splitlines()]
@@ -196,6 +187,6 @@ def test_skip_mode_writes_the_skipped_rows(tmp_path, tiny_qwen2vl, demo_dir):
 def test_full_demo_reaches_the_promised_f1(tmp_path, tiny_qwen2vl):
     """The README's main job: the demo experiment must beat 0.90 test macro-F1 (untrained: near 0)."""
     run = tmp_path / "demo"
-    _run("train.py", "experiment=demo", "logger=csv", f"hydra.run.dir={run}")
+    run_script("train.py", "experiment=demo", "logger=csv", f"hydra.run.dir={run}")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test/f1_macro"] >= 0.90, metrics

@@ -3,8 +3,6 @@ few-shot evaluate.py runs with a comparison report through the real entry points
 
 import csv
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from mmlearn.data.sample import Sample
 from mmlearn.fewshot import ShotSelector, check_few_shot
 from mmlearn.models.prompting import ChatTemplatePrompt
 from mmlearn.tasks import MultiLabelTask
-from tests.conftest import REPO
+from tests.conftest import run_script
 
 LABELS = ["red", "blue", "urgent", "question"]
 
@@ -165,20 +163,16 @@ def test_report_has_every_mode_and_metric_with_intervals(tmp_path):
         write_report({"zs": tmp_path / "a", "c": tmp_path / "c"}, "zs", tmp_path / "r2", 10, 0)
 
 
-def _run(*args):
-    out = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out
-
-
 @pytest.mark.slow
 def test_zero_shot_and_two_shot_evaluations_compare(tmp_path, tiny_qwen2vl, demo_dir):
     """The base model evaluated with constrained decoding (zero parse failures even untrained) and
     2-shot with label scoring and thresholds tuned on val, then one report on both."""
     common = [f"data.root={demo_dir}", "data.prepare.splits={train: 16, val: 8, test: 8}"]
     zero, two = tmp_path / "zero", tmp_path / "two"
-    _run("evaluate.py", *common, "decoding=constrained", f"hydra.run.dir={zero}")
-    _run("evaluate.py", *common, "shots=2", "decoding=score", "tune_thresholds=true", f"hydra.run.dir={two}")
+    run_script("evaluate.py", *common, "decoding=constrained", f"hydra.run.dir={zero}")
+    run_script(
+        "evaluate.py", *common, "shots=2", "decoding=score", "tune_thresholds=true", f"hydra.run.dir={two}"
+    )
     metrics = json.loads((zero / "metrics.json").read_text())
     assert metrics["test/parse_failure_rate"] == 0 and metrics["test/samples_per_second"] > 0
     info = json.loads((two / "evaluation.json").read_text())
@@ -191,7 +185,7 @@ def test_zero_shot_and_two_shot_evaluations_compare(tmp_path, tiny_qwen2vl, demo
     zero_rows = (zero / "predictions" / "test.jsonl").read_text().splitlines()
     assert json.loads(zero_rows[0])["prompt_id"] != rows[0]["prompt_id"]
     report = tmp_path / "report"
-    _run("-m", "mmlearn.comparison", str(zero), str(two), "--out", str(report), "--bootstrap", "200")
+    run_script("-m", "mmlearn.comparison", str(zero), str(two), "--out", str(report), "--bootstrap", "200")
     table = list(csv.DictReader((report / "report.csv").open()))
     assert {r["mode"] for r in table} == {"zero-shot", "2-shot"}
     for r in table:
@@ -202,7 +196,7 @@ def test_zero_shot_and_two_shot_evaluations_compare(tmp_path, tiny_qwen2vl, demo
 @pytest.mark.slow
 def test_compare_runs_every_mode_in_one_command(tmp_path, tiny_qwen2vl, demo_dir):
     out = tmp_path / "compare"
-    _run(
+    run_script(
         "compare.py",
         f"data.root={demo_dir}",
         "data.prepare.splits={train: 16, val: 8, test: 8}",

@@ -7,8 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -22,7 +20,7 @@ from mmlearn.models.adapters import attach_adapter
 from mmlearn.models.loss import causal_lm_loss
 from mmlearn.models.towers import TowerPlan, tower_of
 from mmlearn.tasks import MultiLabelTask
-from tests.conftest import REPO, compose, split_metrics
+from tests.conftest import compose, run_script, split_metrics
 
 FAMILIES = ["qwen2_5vl", "smolvlm", "mllama", "llava"]
 MODEL_CLASS = {
@@ -222,15 +220,8 @@ def test_mllama_text_only_prompt_does_not_change_with_the_date(built):
     assert f"Today Date: {spec.prompt.date_string}\n" in rendered  # the template's default is today
 
 
-def _run(script, *overrides):
-    out = subprocess.run(
-        [sys.executable, script, *overrides], cwd=REPO, capture_output=True, text=True, timeout=900
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-
-
 def _train(run_dir, family, *overrides):
-    _run(
+    run_script(
         "train.py",
         f"model={family}_tiny",
         "logger=csv",
@@ -246,7 +237,7 @@ def _train(run_dir, family, *overrides):
 def test_train_then_evaluate_reproduces_the_test_metrics(tmp_path, family):
     run_dir = tmp_path / "run"
     metrics = _train(run_dir, family, "peft=lora", "trainer.max_steps=2")
-    _run("evaluate.py", f"run_dir={run_dir}")
+    run_script("evaluate.py", f"run_dir={run_dir}")
     (eval_dir,) = (run_dir / "eval").iterdir()
     assert split_metrics(eval_dir / "metrics.json") == {
         k: v for k, v in metrics.items() if k.startswith("test/")

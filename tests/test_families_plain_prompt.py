@@ -3,8 +3,6 @@ through ModelSpec, their prompt formats, tower maps, QLoRA, the shared loss, and
 
 import json
 import re
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -15,7 +13,7 @@ from PIL import Image
 from mmlearn.models.loss import causal_lm_loss
 from mmlearn.models.prompting import IGNORE_INDEX
 from mmlearn.models.towers import tower_of
-from tests.conftest import REPO, compose, split_metrics
+from tests.conftest import compose, run_script, split_metrics
 
 FAMILIES = ["paligemma2", "idefics"]
 PROMPTS = ["What colour is the block?", "Classify the post.\nText: can you send the report asap?"]
@@ -276,16 +274,8 @@ def test_real_presets_compose_with_the_real_ids(family, real_id):
     assert list(cfg.peft.quantization.llm_int8_skip_modules) == list(cfg.model.skip_quantization_modules)
 
 
-def _run(script, *overrides):
-    out = subprocess.run(
-        [sys.executable, script, *overrides], cwd=REPO, capture_output=True, text=True, timeout=900
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out
-
-
 def _train(run_dir, demo_dir, family, peft, steps):
-    _run(
+    run_script(
         "train.py",
         f"model={family}_tiny",
         f"peft={peft}",
@@ -303,7 +293,7 @@ def _train(run_dir, demo_dir, family, peft, steps):
 def test_train_then_evaluate_reproduces_the_test_metrics(family, tmp_path, demo_dir):
     run_dir = tmp_path / "run"
     metrics = _train(run_dir, demo_dir, family, "lora", 2)
-    _run("evaluate.py", f"run_dir={run_dir}")
+    run_script("evaluate.py", f"run_dir={run_dir}")
     (eval_dir,) = (run_dir / "eval").iterdir()
     assert split_metrics(eval_dir / "metrics.json") == {
         k: v for k, v in metrics.items() if k.startswith("test/")

@@ -3,8 +3,6 @@
 import json
 import math
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ from hydra.utils import instantiate
 from mmlearn.data.sample import BadSampleError, Sample
 from mmlearn.tasks.base import Parsed
 from mmlearn.tasks.multiple_choice import MultipleChoiceMetrics, MultipleChoiceTask
-from tests.conftest import REPO, compose, split_metrics
+from tests.conftest import compose, run_script, split_metrics
 from tests.layouts_qa_captions import write_scienceqa
 
 INSTRUCTION = "Answer with the option's letter from the given choices directly."
@@ -202,16 +200,11 @@ def test_missing_pid_list_is_an_error(sqa):
 # --- end to end -----------------------------------------------------------------------------------
 
 
-def _run(*args):
-    out = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-
-
 @pytest.mark.slow
 def test_train_then_evaluate_reproduces_the_metrics(tmp_path, tiny_qwen2vl):
     root, run = write_scienceqa(tmp_path / "scienceqa"), tmp_path / "run"
     common = [f"data.root={root}", "data.batch_size=3", "data.eval_batch_size=4"]
-    _run(
+    run_script(
         "train.py",
         "data=scienceqa",
         *common,
@@ -232,7 +225,7 @@ def test_train_then_evaluate_reproduces_the_metrics(tmp_path, tiny_qwen2vl):
     ]
     correct = sum(r["parse_ok"] and r["parsed"] == r["gold"] for r in rows)
     assert metrics["test/accuracy"] == pytest.approx(correct / 4)
-    _run("evaluate.py", f"run_dir={run}")
+    run_script("evaluate.py", f"run_dir={run}")
     (eval_dir,) = (run / "eval").iterdir()
     test_metrics = {k: v for k, v in metrics.items() if k.startswith("test/")}
     assert split_metrics(eval_dir / "metrics.json") == test_metrics
