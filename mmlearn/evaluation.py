@@ -32,11 +32,38 @@ STAGES = {"test": "test", "val": "validate", "predict": "predict"}
 PREDICT = "predict"  # an unlabelled file (data.predict_file): answers only, no metrics or reports
 
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
 def load_run_config(run_dir: Path) -> DictConfig:
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run_dir must be a directory written by train.py")
-    return OmegaConf.load(path)
+    return with_new_model_keys(OmegaConf.load(path))
+
+
+def with_new_model_keys(run_cfg: DictConfig) -> DictConfig:
+    """A run trained before a model setting existed (e.g. `model.vision_cache`) gets that setting's
+    default from conf/model/<model.name>.yaml; every value the run recorded stays as it was."""
+    group_file = CONF / "model" / f"{run_cfg.model.name}.yaml"
+    if not group_file.is_file():
+        return run_cfg  # a model config from outside this repository: nothing to fill from
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    overrides = [f"model={run_cfg.model.name}", f"paths.root_dir={run_cfg.paths.root_dir}"]
+    if GlobalHydra.instance().is_initialized():  # inside evaluate.py's own Hydra app
+        current = compose("evaluate", overrides=overrides)
+    else:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+            current = compose("evaluate", overrides=overrides)
+    missing = {k: current.model[k] for k in current.model if k not in run_cfg.model}
+    if not missing:
+        return run_cfg
+    log.warning("run config has no model.%s: using today's defaults %s", ", model.".join(missing), missing)
+    return OmegaConf.merge(
+        run_cfg, {"model": OmegaConf.to_container(OmegaConf.create(missing), resolve=True)}
+    )
 
 
 def build_run_module(run_dir: Path, run_cfg: DictConfig, task, decoder) -> VLMFineTuner:

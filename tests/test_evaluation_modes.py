@@ -244,3 +244,26 @@ def test_zero_shot_base_loads_in_4_bit_with_qlora(tiny_qwen2vl, demo_dir):
     assert all(d.parsed.ok and all(0.0 <= p <= 1.0 for p in d.scores.values()) for d in decoded)
     plain = build_base_module(compose([*overrides], "evaluate"), datamodule.task, instantiate(cfg.decoding))
     assert not any(isinstance(m, bnb.nn.Linear4bit) for m in plain.model.modules())
+
+
+def test_a_run_from_before_a_model_setting_existed_gets_its_default():
+    """evaluate.py run_dir=<older run>: a model key the run's config.yaml lacks comes from
+    conf/model/<name>.yaml; what the run recorded is kept."""
+    from omegaconf import OmegaConf
+
+    from mmlearn.evaluation import with_new_model_keys
+    from tests.conftest import compose
+
+    model = compose(["paths.root_dir=/tmp/x", "model.gradient_checkpointing=true"], "train").model
+    recorded = OmegaConf.create(
+        {
+            "model": OmegaConf.to_container(model, resolve=True),
+            "paths": {"root_dir": "/tmp/x"},
+            "data": {"x": 1},
+        }
+    )
+    del recorded.model["vision_cache"]
+    filled = with_new_model_keys(recorded)
+    assert filled.model.vision_cache == compose(["paths.root_dir=/tmp/x"], "train").model.vision_cache
+    assert filled.model.gradient_checkpointing is True and filled.data == recorded.data
+    assert with_new_model_keys(filled) == filled
