@@ -28,9 +28,7 @@ class WandbReport(Callback):
     EvaluationReport callback writes them, when they are there) and, with `log_adapter`, the trained
     adapter (or full model) as a `model` artifact."""
 
-    def __init__(
-        self, sample_rows: int = 16, log_adapter: bool = False, report_dir: str | None = None
-    ) -> None:
+    def __init__(self, sample_rows: int, log_adapter: bool, report_dir: str | None) -> None:
         self.sample_rows = sample_rows
         self.log_adapter = log_adapter
         self.report_dir = Path(report_dir) if report_dir else None

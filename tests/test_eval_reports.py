@@ -22,6 +22,14 @@ from mmlearn.tasks.captioning import CaptioningTask
 from mmlearn.tasks.multiple_choice import MultipleChoiceTask
 from tests.conftest import compose
 
+
+def _settings(**overrides) -> ReportSettings:
+    """conf/report/default.yaml, the knobs' one home, with `overrides`."""
+    from hydra.utils import instantiate
+
+    return instantiate(compose(["paths.root_dir=/tmp/x"], "evaluate").report, **overrides)
+
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LABELS = ["red", "blue", "urgent", "question"]
 
@@ -174,7 +182,7 @@ def test_errors_html_orders_escapes_embeds_and_shows_missing_images(tmp_path):
         _record(3, ["cat"], None) | {"output": "<b>not a class</b>"},
         _record(4, ["dog"], ["bird"]),
     ]
-    settings = ReportSettings(max_errors=3, thumbnail_px=32)
+    settings = _settings(max_errors=3, thumbnail_px=32)
     index = write_reports(tmp_path, task, records, samples, settings, "test")
     html = _read_html(tmp_path)
     # without scores: the parse failure first, then the wrong answers in prediction order, cut at 3
@@ -198,7 +206,7 @@ def test_errors_html_orders_escapes_embeds_and_shows_missing_images(tmp_path):
             strict=True,
         )
     ]
-    write_reports(tmp_path, task, scored, samples, ReportSettings(thumbnail_px=32), "test")
+    write_reports(tmp_path, task, scored, samples, _settings(thumbnail_px=32), "test")
     html = _read_html(tmp_path)
     assert _listed_ids(html) == ["s1", "s4", "s0"]  # confidence 0.8, 0.7, 0.6; s2 is right
     assert "confidence 0.800" in html and '<tr class="gold"><td>dog</td><td>0.100</td></tr>' in html
@@ -225,7 +233,7 @@ def test_captioning_lists_lowest_rouge_first_and_says_why_it_has_no_per_class_re
         _record(1, ["a dog runs on grass"], ["a cat sleeps"]),
         _record(2, ["a dog runs on grass"], ["a dog sits"]),
     ]
-    index = write_reports(tmp_path, task, records, samples, ReportSettings(), "test")
+    index = write_reports(tmp_path, task, records, samples, _settings(), "test")
     assert "captioning has no classes" in index["per_class"]["skipped"]
     assert "skipped" in index["confusion"]
     assert not (tmp_path / "per_class.csv").exists() and not (tmp_path / "confusion.png").exists()
@@ -247,9 +255,9 @@ def test_test_stage_callback_writes_the_reports_and_respects_enabled(tmp_path):
         callback.on_test_batch_end(trainer, module, records[5:], {"samples": samples[5:]}, 1)
         callback.on_test_epoch_end(trainer, module)
 
-    run(tmp_path / "off", ReportSettings(enabled=False))
+    run(tmp_path / "off", _settings(enabled=False))
     assert not (tmp_path / "off").exists()
-    run(tmp_path / "on", ReportSettings())
+    run(tmp_path / "on", _settings())
     table = list(csv.DictReader((tmp_path / "on" / "per_class.csv").open()))
     assert [float(row["f1"]) for row in table] == [row["f1"] for row in per_class_table(task, records)]
     assert json.loads((tmp_path / "on" / "per_class.json").read_text()) == per_class_table(task, records)
@@ -263,8 +271,8 @@ def test_the_report_knobs_have_one_home_shared_by_train_and_evaluate():
     overrides = ["paths.root_dir=/tmp/x", "paths.output_dir=/tmp/o", "report.max_errors=7"]
     train = compose(overrides)
     callback = instantiate(train.callbacks.evaluation_report)
-    assert callback.settings == ReportSettings(max_errors=7)
-    assert instantiate(compose(overrides, "evaluate").report) == ReportSettings(max_errors=7)
+    assert callback.settings == _settings(max_errors=7)
+    assert instantiate(compose(overrides, "evaluate").report) == _settings(max_errors=7)
 
 
 def test_evaluate_writes_reports_that_match_its_metrics(tmp_path, tiny_qwen2vl, demo_dir):

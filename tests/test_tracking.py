@@ -104,7 +104,7 @@ def test_multiclass_confusion_counts_unparsed_answers(tmp_path, monkeypatch):
 
     def run_callback(loggers):
         trainer = SimpleNamespace(loggers=loggers, is_global_zero=True, callback_metrics={})
-        callback = WandbReport(sample_rows=2, report_dir=str(report_dir))
+        callback = WandbReport(sample_rows=2, log_adapter=False, report_dir=str(report_dir))
         callback.on_test_epoch_start(trainer, module)
         callback.on_test_batch_end(trainer, module, records, {"samples": samples}, 0)
         callback.on_test_end(trainer, module)

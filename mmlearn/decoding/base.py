@@ -27,6 +27,11 @@ class Decoder:
         raise NotImplementedError
 
 
+def pad_or_eos(tokenizer) -> int:
+    """The token that fills a finished row: the pad token, else the end token."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def require_closed_answers(decoder: Decoder, task, limit: int) -> list[tuple[str, tuple[str, ...]]]:
     """The task's valid answers, or a clear error for tasks without a closed set (captioning, ...)."""
     if not callable(getattr(task, "candidates", None)):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from mmlearn.decoding.base import Decoded, Decoder, require_closed_answers
+from mmlearn.decoding.base import Decoded, Decoder, pad_or_eos, require_closed_answers
 from mmlearn.decoding.trie import TokenTrie, answer_trie
 
 
@@ -41,7 +41,7 @@ class ConstrainedDecoder(Decoder):
         tokenizer = module.processor.tokenizer
         trie = self.trie(module.task, tokenizer)
         start = batch["inputs"]["input_ids"].shape[1]  # left padding: every row's answer starts here
-        finished = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        finished = pad_or_eos(tokenizer)
 
         def allowed(batch_id, input_ids):
             return trie.next_tokens(input_ids[start:].tolist()) or [finished]

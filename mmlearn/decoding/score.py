@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from mmlearn.decoding.base import Decoded, Decoder, require_closed_answers
+from mmlearn.decoding.base import Decoded, Decoder, pad_or_eos, require_closed_answers
 from mmlearn.decoding.shared_prompt import score_with_shared_prompt
 from mmlearn.models.prompting import IGNORE_INDEX
 from mmlearn.tasks.base import Parsed
@@ -80,7 +80,7 @@ class ScoreDecoder(Decoder):
                 module.model,
                 batch["inputs"],
                 answer_ids,
-                pad_token_id=_pad_id(module.processor.tokenizer),
+                pad_token_id=pad_or_eos(module.processor.tokenizer),
                 rows_per_batch=self.rows_per_batch,
                 device=module.device,
             )
@@ -124,10 +124,6 @@ class ScoreDecoder(Decoder):
             labels = encoded["labels"]
             self._answer_ids[key] = [row[row != IGNORE_INDEX].tolist() for row in labels]
         return self._answer_ids[key]
-
-
-def _pad_id(tokenizer) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 def _decoded(task, labels: tuple[str, ...], probs: torch.Tensor, names: list[str]) -> Decoded:

@@ -48,7 +48,6 @@ def score_with_shared_prompt(
     )
     first = prefill.logits[:, -1].float().log_softmax(dim=-1)  # (n, vocab): each answer's first token
     tokens, lengths = _candidate_tokens(answer_ids, pad_token_id, device)
-    scores = first[:, tokens[:, 0]].clone()  # (n, c)
     cache = prefill.past_key_values
     for key in MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL:
         kwargs.pop(key, None)
@@ -56,7 +55,7 @@ def score_with_shared_prompt(
     # (candidate, sample) rows, longest answers first, so that a chunk's rows have similar widths
     order = sorted(range(c), key=lambda j: -len(answer_ids[j]))
     rows = torch.tensor([j * n + i for j in order for i in range(n)], device=device)
-    flat = scores.T.reshape(-1)  # (candidate, sample) order
+    flat = first[:, tokens[:, 0]].T.reshape(-1)  # first-token scores, (candidate, sample) order
     for chunk in rows.split(rows_per_batch):
         candidates, samples = chunk // n, chunk % n
         width = int(lengths[candidates].max()) - 1  # the last token is predicted, never fed
@@ -113,7 +112,7 @@ def _select(key: str, value, samples: torch.Tensor, n: int):
     dim = BATCH_DIM.get(key, lambda t: 0)(value)
     if value.dim() == 0 or value.shape[dim] != n:
         return value
-    return value.index_select(dim, samples).clone()
+    return value.index_select(dim, samples)  # a new tensor: the caller may write into it
 
 
 def _select_cache(cache, samples: torch.Tensor):

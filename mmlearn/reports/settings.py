@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ReportSettings:
-    enabled: bool = True
-    max_errors: int = 50  # rows of errors.html
-    thumbnail_px: int = 128  # longest side of the embedded JPEG thumbnails
-    max_tick_labels: int = 40  # above this many classes confusion.png drops the class names
+    enabled: bool
+    max_errors: int  # rows of errors.html
+    thumbnail_px: int  # longest side of the embedded JPEG thumbnails
+    max_tick_labels: int  # above this many classes confusion.png drops the class names
 
     def __post_init__(self) -> None:
         if self.max_errors < 0 or self.thumbnail_px < 1 or self.max_tick_labels < 0:
