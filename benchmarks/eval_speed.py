@@ -16,7 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SEED_MAX_NEW_TOKENS = 64  # seed 001's inference example and its VLM_MAX_NEW_TOKENS default
 LABEL_SETS = (5, 20, 100)
-DECODINGS = ("generate", "constrained", "score")
+# decoder name in the figures -> its overrides; score_constrained is score with likelihood=constrained
+DECODINGS = {
+    "generate": ["decoding=generate"],
+    "constrained": ["decoding=constrained"],
+    "score": ["decoding=score"],
+    "score_constrained": ["decoding=score", "decoding.likelihood=constrained"],
+}
 
 
 def per_sample_generation(module, samples, max_new_tokens: int) -> dict:
@@ -78,8 +84,8 @@ def label_set_speeds(work: Path, sizes, samples: int, eval_batch_size: int, num_
         datamodule = build_datamodule(cfg)
         module = None
         row = {}
-        for name in DECODINGS:
-            decoder = instantiate(compose([f"decoding={name}"], "train").decoding)
+        for name, overrides in DECODINGS.items():
+            decoder = instantiate(compose(overrides, "train").decoding)
             if module is None:
                 module = build_base_module(cfg, datamodule.task, decoder).eval()
                 datamodule.connect(module.processor, module.spec.prompt)
@@ -90,7 +96,9 @@ def label_set_speeds(work: Path, sizes, samples: int, eval_batch_size: int, num_
                 "seconds": seconds,
                 "parse_failure_rate": metrics["test/parse_failure_rate"],
             }
-        for name in ("constrained", "score"):
+        for name in DECODINGS:
+            if name == "generate":
+                continue
             row[f"{name}_vs_generate"] = (
                 row[name]["samples_per_second"] / row["generate"]["samples_per_second"]
             )
@@ -149,8 +157,7 @@ def main() -> None:
     )
     datamodule = build_datamodule(cfg)
     decoders = {
-        name: instantiate(compose([f"decoding={name}"], "train").decoding)
-        for name in ("generate", "constrained", "score")
+        name: instantiate(compose(overrides, "train").decoding) for name, overrides in DECODINGS.items()
     }
     if args.run_dir:
         module = build_run_module(

@@ -67,8 +67,8 @@ class VLMFineTuner(L.LightningModule):
 
     @cached_property
     def max_new_tokens(self) -> int:
-        longest = self.processor.tokenizer(self.task.longest_answer(), add_special_tokens=False)["input_ids"]
-        return len(longest) + 1 + self.extra_new_tokens
+        longest = self.spec.prompt.answer_ids(self.processor.tokenizer, self.task.longest_answer())
+        return len(longest) + self.extra_new_tokens  # the reply's tokens and its end token
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         """Only the model inputs travel; the samples stay on the host for parsing and scoring. Lightning's

@@ -4,11 +4,13 @@ batched scoring equals row-by-row scoring, score probabilities are distributions
 import numpy as np
 import pytest
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from mmlearn.building import build_datamodule, build_module
 from mmlearn.data.collate import PromptCollator
 from mmlearn.decoding import ConstrainedDecoder, ScoreDecoder
+from mmlearn.decoding.prefix_plan import gather_scores, plan_prefixes, write_edges
 from mmlearn.decoding.score import score_candidates
 from mmlearn.decoding.thresholds import f1_at, tune_thresholds
 from mmlearn.decoding.trie import TokenTrie, answer_trie
@@ -55,7 +57,7 @@ def test_trie_allows_exactly_the_valid_answers(setup, task):
     answers = [answer for answer, _ in task.candidates(limit=64)]
     assert len(answers) == (3 if task.kind == "multiclass" else 8)
     valid = _sequences(tokenizer, answers)
-    trie = answer_trie(tokenizer, answers)
+    trie = answer_trie(setup[2].spec.prompt, tokenizer, answers)
     assert set(trie.sequences()) == valid
     for seq in valid:  # at every step, exactly the continuations some valid answer takes
         for i in range(len(seq) + 1):
@@ -109,11 +111,14 @@ def _score_decoder(**overrides):
     return instantiate(compose(["decoding=score", "paths.root_dir=/tmp/x"]).decoding, **overrides)
 
 
-def test_multiclass_scores_are_a_distribution_and_pick_the_argmax(setup):
+@pytest.mark.parametrize("likelihood", ["full", "constrained"])
+def test_multiclass_scores_are_a_distribution_and_pick_the_argmax(setup, likelihood):
     cfg, datamodule, _ = setup
     task = MultiClassTask(["red", "blue", "none"], "Which colour? {labels}")
     module = build_module(cfg, task).eval()
-    decoded = _score_decoder().decode(module, _batch(module, task, datamodule.splits["test"][:4]))
+    decoded = _score_decoder(likelihood=likelihood).decode(
+        module, _batch(module, task, datamodule.splits["test"][:4])
+    )
     for d in decoded:
         assert sum(d.scores.values()) == pytest.approx(1.0, abs=1e-5)
         assert d.parsed.labels == (max(d.scores, key=d.scores.get),) and d.output == d.parsed.labels[0]
@@ -149,9 +154,12 @@ def test_open_ended_tasks_get_a_clear_error_for_closed_set_decoders():
     for decoder in (ConstrainedDecoder(max_candidates=8), _score_decoder()):
         with pytest.raises(ValueError, match="supports only decoding=generate"):
             decoder.check(Captioning())
+    with pytest.raises(InstantiationException, match=r"likelihood=constrained needs decoding\.normalize=sum"):
+        _score_decoder(likelihood="constrained", normalize="mean")
     with pytest.raises(ValueError, match="normalize"):
         ScoreDecoder(
             normalize="max",
+            likelihood="full",
             rows_per_batch=1,
             max_candidates=1,
             threshold=0.5,
@@ -178,7 +186,7 @@ def test_constrained_rows_stop_once_the_answer_is_determined(setup):
     samples = datamodule.splits["test"]
     batch = _batch(module, task, samples)
     tokenizer = module.processor.tokenizer
-    trie = answer_trie(tokenizer, SPORTS100[:40])
+    trie = answer_trie(module.spec.prompt, tokenizer, SPORTS100[:40])
     start = batch["inputs"]["input_ids"].shape[1]
     full = module.generate_answers(
         batch["inputs"],
@@ -205,3 +213,51 @@ def test_constrained_rows_stop_once_the_answer_is_determined(setup):
     assert [d.output for d in decoded] == full
     assert all(d.parsed.ok for d in decoded)
     assert steps[0] < trie.depth  # stopped early: the longest name alone has trie.depth tokens
+
+
+def test_prefix_plan_reads_each_distribution_once_and_stops_where_answers_are_determined():
+    answers = [(1, 2, 3, 9), (1, 2, 4, 9), (5, 9)]
+    full = plan_prefixes(answers, "full")
+    assert full.rows == [(1, 2, 3), (1, 2, 4), (5,)]  # every answer but its last token
+    read = {
+        tuple(row[: i + 1])
+        for r, row in enumerate(full.rows)
+        for i in range(len(row))
+        if full.row_nodes[r, i] >= 0
+    }
+    assert read == {(1,), (1, 2), (1, 2, 3), (1, 2, 4), (5,)} and int((full.row_nodes >= 0).sum()) == 5
+    constrained = plan_prefixes(answers, "constrained")
+    # only the branching prefixes () and (1, 2) are read; (1,) has one valid continuation (log 1)
+    assert constrained.rows == [(1, 2)] and constrained.row_nodes.tolist() == [[-1, 1]]
+    assert constrained.num_edges == 4 and constrained.edge_candidates.tolist() == [0, 0, 1, 1, 2]
+
+    # scores from arbitrary next-token logits equal the token-by-token sums they stand for
+    generator = torch.Generator().manual_seed(0)
+    prefixes = {ids[:d] for ids in answers for d in range(len(ids))}
+    logits = {prefix: torch.randn(2, 12, generator=generator) for prefix in prefixes}  # 2 samples
+    trie = TokenTrie(answers)
+    for plan in (full, constrained):
+        table = torch.zeros(2, plan.num_edges)
+        reads = [((), plan.root)] + [
+            (row[: i + 1], int(plan.row_nodes[r, i]))
+            for r, row in enumerate(plan.rows)
+            for i in range(len(row))
+            if plan.row_nodes[r, i] >= 0
+        ]
+        for prefix, node in reads:
+            for sample in range(2):
+                write_edges(
+                    table,
+                    torch.tensor([sample]),
+                    torch.tensor([node]),
+                    plan,
+                    logits[prefix][sample : sample + 1],
+                )
+        expected = torch.zeros(2, len(answers))
+        for j, ids in enumerate(answers):
+            for d in range(len(ids)):
+                row = logits[ids[:d]]
+                allowed = trie.next_tokens(ids[:d]) if plan.restricted else list(range(12))
+                expected[:, j] += row[:, ids[d]] - row[:, allowed].logsumexp(dim=1)
+        torch.testing.assert_close(gather_scores(table, plan, len(answers)), expected)
+    assert torch.allclose(gather_scores(table, constrained, 3).exp().sum(dim=1), torch.ones(2))

@@ -1,6 +1,8 @@
 """Scoring candidates on a shared prompt KV cache gives the same log-likelihoods as scoring every full
 (prompt + answer) training sequence on its own, for every model family, with adapters and with
-in-context examples; a chunk of rows may cross sample boundaries."""
+in-context examples; a chunk of rows may cross sample boundaries. The constrained likelihood equals
+the same full-sequence logits renormalised, token by token, over the tokens that continue a valid
+answer."""
 
 from __future__ import annotations
 
@@ -9,15 +11,17 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
+from mmlearn.decoding.prefix_plan import plan_prefixes
 from mmlearn.decoding.score import score_candidates
 from mmlearn.decoding.shared_prompt import score_with_shared_prompt
+from mmlearn.decoding.trie import TokenTrie, answer_trie
 from mmlearn.models.adapters import attach_adapter
 from mmlearn.models.prompting import IGNORE_INDEX
 from mmlearn.models.towers import TOWERS, TowerPlan
 from tests.conftest import CONF, compose
 
 TINY = sorted(p.stem for p in (CONF / "model").glob("*_tiny.yaml"))
-ANSWERS = ["red", "blue", "not_informative", '["red", "urgent"]', "[]"]
+ANSWERS = ["red", "blue", "not_informative", "red urgent", '["red", "urgent"]', "[]"]
 PROMPTS = ["Which colour is this?", "Is it urgent? Answer yes or no, please.", "x"]
 
 
@@ -27,6 +31,19 @@ def _images():
         [Image.new("RGB", (40, 64), (20, 30, 200))],
         [Image.new("RGB", (56, 56), (0, 200, 0))],
     ]
+
+
+@pytest.mark.parametrize("family", TINY)
+def test_closed_answer_decoders_use_the_trained_reply_tokens(family, offline_env):
+    """The constrained trie, the score candidates and the generation budget use the tokens a training
+    batch supervises (LLaVA's and SmolVLM's reply follows "ASSISTANT:" with a space, so "red" alone
+    tokenises differently)."""
+    cfg = compose([f"model={family}", "paths.root_dir=/tmp/mmlearn-shared-prompt"])
+    spec = instantiate(cfg.model, _convert_="all")
+    processor = spec.load_processor()
+    trained = _answer_ids(spec, processor, _images(), ANSWERS)
+    assert answer_trie(spec.prompt, processor.tokenizer, ANSWERS).sequences() == sorted(map(tuple, trained))
+    assert [spec.prompt.answer_ids(processor.tokenizer, a) for a in ANSWERS] == trained
 
 
 def _with_lora(cfg, spec):
@@ -52,21 +69,50 @@ def _answer_ids(spec, processor, images, answers, **extra):
     return [label[label != IGNORE_INDEX].tolist() for label in encoded["labels"]]
 
 
+def _shared(model, spec, processor, images, rows_per_batch, likelihood="full", **extra):
+    answer_ids = _answer_ids(spec, processor, images, ANSWERS, **extra)
+    plan = plan_prefixes(answer_ids, likelihood)
+    assert plan.rows  # some prefix beyond the prompt is fed, so the continuation path is exercised
+    return score_with_shared_prompt(
+        model,
+        spec.prompt.encode(processor, PROMPTS, images, **extra),
+        plan,
+        len(ANSWERS),
+        pad_token_id=processor.tokenizer.pad_token_id or 0,
+        rows_per_batch=rows_per_batch,
+        device="cpu",
+    )
+
+
 def _both(model, spec, processor, images, rows_per_batch, **extra):
     batch = {"prompts": PROMPTS, "images": images, **({"shots": extra["shots"]} if extra else {})}
     full = score_candidates(
         model, processor, spec.prompt, batch, ANSWERS, normalize="sum", rows_per_batch=64, device="cpu"
     )
-    prompts = spec.prompt.encode(processor, PROMPTS, images, **extra)
-    shared = score_with_shared_prompt(
-        model,
-        prompts,
-        _answer_ids(spec, processor, images, ANSWERS, **extra),
-        pad_token_id=processor.tokenizer.pad_token_id or 0,
-        rows_per_batch=rows_per_batch,
-        device="cpu",
-    )
-    return full, shared
+    return full, _shared(model, spec, processor, images, rows_per_batch, **extra)
+
+
+@torch.no_grad()
+def _constrained_reference(model, spec, processor, images):
+    """Each full (prompt + answer) sequence on its own; at every answer token, log-softmax over the
+    tokens that the answer trie allows after the answer tokens so far."""
+    answer_ids = _answer_ids(spec, processor, images, ANSWERS)
+    trie = TokenTrie(answer_ids)
+    out = torch.zeros(len(PROMPTS), len(ANSWERS))
+    for i in range(len(PROMPTS)):
+        inputs = spec.prompt.encode(
+            processor, PROMPTS[i : i + 1] * len(ANSWERS), images[i : i + 1] * len(ANSWERS), ANSWERS
+        )
+        labels = inputs.pop("labels")
+        logits = model(**inputs).logits.float()
+        for j, ids in enumerate(answer_ids):
+            positions = (labels[j] != IGNORE_INDEX).nonzero()[:, 0] - 1  # logits predicting each answer token
+            assert labels[j, positions + 1].tolist() == ids
+            for t, position in enumerate(positions.tolist()):
+                allowed = trie.next_tokens(ids[:t])
+                row = logits[j, position]
+                out[i, j] += row[ids[t]] - row[allowed].logsumexp(dim=0)
+    return out
 
 
 @pytest.mark.parametrize("family", TINY)
@@ -75,10 +121,19 @@ def test_shared_prompt_scores_equal_full_sequence_scores(family, offline_env):
     spec = instantiate(cfg.model, _convert_="all")
     processor = spec.load_processor()
     model = _with_lora(cfg, spec)
-    full, shared = _both(model, spec, processor, _images(), rows_per_batch=4)  # 4 does not divide 5
+    full, shared = _both(
+        model, spec, processor, _images(), rows_per_batch=4
+    )  # chunks of 4 (row, sample) pairs cut across rows and samples
     assert full.shape == shared.shape == (len(PROMPTS), len(ANSWERS))
     assert len({tuple(row.tolist()) for row in full}) == len(PROMPTS)  # the prompts really differ
     torch.testing.assert_close(shared, full, atol=1e-4, rtol=0)
+    constrained = _shared(model, spec, processor, _images(), rows_per_batch=3, likelihood="constrained")
+    torch.testing.assert_close(
+        constrained, _constrained_reference(model, spec, processor, _images()), atol=1e-4, rtol=0
+    )
+    # the model forced to answer validly: a distribution over the answers, unlike the full likelihood
+    torch.testing.assert_close(constrained.exp().sum(dim=1), torch.ones(len(PROMPTS)))
+    assert (full.exp().sum(dim=1) < 0.99).all()
 
 
 def test_shared_prompt_scores_with_in_context_examples(offline_env):

@@ -30,16 +30,19 @@ class ConstrainedDecoder(Decoder):
     def check(self, task) -> None:
         require_closed_answers(self, task, self.max_candidates)
 
-    def trie(self, task, tokenizer) -> TokenTrie:
-        key = (id(task), id(tokenizer))
+    def trie(self, module) -> TokenTrie:
+        tokenizer = module.processor.tokenizer
+        key = (id(module.task), id(tokenizer), id(module.spec.prompt))
         if key not in self._tries:
-            answers = [answer for answer, _ in require_closed_answers(self, task, self.max_candidates)]
-            self._tries[key] = answer_trie(tokenizer, answers)
+            candidates = require_closed_answers(self, module.task, self.max_candidates)
+            self._tries[key] = answer_trie(
+                module.spec.prompt, tokenizer, [answer for answer, _ in candidates]
+            )
         return self._tries[key]
 
     def decode(self, module, batch: dict) -> list[Decoded]:
         tokenizer = module.processor.tokenizer
-        trie = self.trie(module.task, tokenizer)
+        trie = self.trie(module)
         start = batch["inputs"]["input_ids"].shape[1]  # left padding: every row's answer starts here
         finished = pad_or_eos(tokenizer)
 

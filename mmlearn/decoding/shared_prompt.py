@@ -1,13 +1,14 @@
 """Candidate scoring that encodes each prompt (and its images) once: a prefill over the batch's
-prompts, exactly as `generate` runs its first step, then the candidate answers as continuations of
-that prompt's KV cache, many candidates per forward pass.
+prompts, exactly as `generate` runs its first step, then the token rows of a `PrefixPlan` (the
+candidates' prefixes whose next-token distributions the scores read, mmlearn/decoding/prefix_plan.py)
+as continuations of that prompt's KV cache, many (row, sample) pairs per forward pass.
 
 The steps are transformers' own generation hooks, so every family's specifics (Qwen2-VL's 3-D rope
 positions, PaliGemma's `token_type_ids`, Mllama's cross-attention mask, IDEFICS's image states) are
 handled by the family's code, the same code `generate` runs:
 `_prepare_position_ids_for_generation` -> `prepare_inputs_for_generation(is_first_iteration=True)` ->
-forward -> `_update_model_kwargs_for_generation(num_new_tokens=W)` -> per chunk of (sample, candidate)
-rows, the cache and the per-sample inputs are selected row by row -> `prepare_inputs_for_generation(
+forward -> `_update_model_kwargs_for_generation(num_new_tokens=W)` -> per chunk of (row, sample)
+pairs, the cache and the per-sample inputs are selected row by row -> `prepare_inputs_for_generation(
 next_sequence_length=W)` -> forward. tests/test_shared_prompt_scoring.py checks, for every tiny
 family, that the scores equal scoring each full (prompt + answer) sequence on its own.
 """
@@ -20,21 +21,29 @@ import inspect
 import torch
 from transformers.generation.utils import MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL
 
+from mmlearn.decoding.prefix_plan import PrefixPlan, gather_scores, write_edges
+
 # per-sample inputs whose batch dimension is not the first
 BATCH_DIM = {"position_ids": lambda t: 1 if t.dim() == 3 else 0}
 
 
 @torch.no_grad()
 def score_with_shared_prompt(
-    model, prompts: dict, answer_ids: list[list[int]], *, pad_token_id: int, rows_per_batch: int, device
+    model,
+    prompts: dict,
+    plan: PrefixPlan,
+    num_candidates: int,
+    *,
+    pad_token_id: int,
+    rows_per_batch: int,
+    device,
 ) -> torch.Tensor:
-    """Sum of log P(answer tokens | prompt) for every (prompt, candidate): an (n, c) tensor on CPU.
-    `prompts` are left-padded prompt inputs (as for `generate`); `answer_ids` are the scored tokens
-    of each candidate, the end token included."""
+    """Every candidate's score (the sum of its terms in `plan`) for every prompt: an (n, c) tensor on
+    CPU. `prompts` are left-padded prompt inputs (as for `generate`)."""
     # a PEFT model injects its adapter layers into the transformers model, whose generation hooks we call
     model = model.get_base_model() if hasattr(model, "get_base_model") else model
     input_ids = prompts["input_ids"].to(device)
-    n, c = input_ids.shape[0], len(answer_ids)
+    n = input_ids.shape[0]
     forward_args = inspect.signature(model.forward).parameters
     kwargs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in prompts.items() if k != "input_ids"}
     kwargs["use_cache"] = True
@@ -46,35 +55,36 @@ def score_with_shared_prompt(
     prefill = model(
         **model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **kwargs, **first_step)
     )
-    first = prefill.logits[:, -1].float().log_softmax(dim=-1)  # (n, vocab): each answer's first token
-    tokens, lengths = _candidate_tokens(answer_ids, pad_token_id, device)
-    cache = prefill.past_key_values
-    for key in MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL:
-        kwargs.pop(key, None)
-    continued = _ContinuedInputs(model, prefill, kwargs)
-    # (candidate, sample) rows, longest answers first, so that a chunk's rows have similar widths
-    order = sorted(range(c), key=lambda j: -len(answer_ids[j]))
-    rows = torch.tensor([j * n + i for j in order for i in range(n)], device=device)
-    flat = first[:, tokens[:, 0]].T.reshape(-1)  # first-token scores, (candidate, sample) order
-    for chunk in rows.split(rows_per_batch):
-        candidates, samples = chunk // n, chunk % n
-        width = int(lengths[candidates].max()) - 1  # the last token is predicted, never fed
-        if width == 0:
-            continue
-        fed = tokens[candidates, :width]
-        valid = torch.arange(width, device=device) < (lengths[candidates] - 1)[:, None]
-        row_kwargs = {k: _select(k, v, samples, n) for k, v in continued(width).items()}
-        mask = row_kwargs["attention_mask"]
-        mask[:, -width:] = valid.to(mask)
-        ids = torch.cat([input_ids[samples], fed], dim=1)
-        inputs = model.prepare_inputs_for_generation(
-            ids, next_sequence_length=width, past_key_values=_select_cache(cache, samples), **row_kwargs
-        )
-        logits = model(**inputs).logits[valid].float()  # (answer tokens, vocab)
-        target = tokens[candidates, 1 : width + 1][valid]
-        token_logp = logits.log_softmax(dim=-1).gather(1, target[:, None]).squeeze(1)
-        flat[chunk] += torch.zeros(len(chunk), device=device).index_add_(0, valid.nonzero()[:, 0], token_logp)
-    return flat.view(c, n).T.cpu()
+    table = torch.zeros(n, plan.num_edges, device=device)  # log P(child | node) of every trie edge
+    samples = torch.arange(n, device=device)
+    if plan.root is not None:  # the answers' first tokens, read at the prompt's last position
+        write_edges(table, samples, torch.full((n,), plan.root), plan, prefill.logits[:, -1])
+    if plan.rows:
+        cache = prefill.past_key_values
+        for key in MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL:
+            kwargs.pop(key, None)
+        continued = _ContinuedInputs(model, prefill, kwargs)
+        tokens = _row_tokens(plan.rows, pad_token_id).to(device)
+        lengths = torch.tensor([len(row) for row in plan.rows], device=device)
+        row_nodes = plan.row_nodes.to(device)
+        # (row, sample) pairs, rows longest first, so that a chunk's pairs have similar widths
+        pairs = torch.arange(len(plan.rows) * n, device=device)
+        for chunk in pairs.split(rows_per_batch):
+            rows, samples = chunk // n, chunk % n
+            width = int(lengths[rows].max())
+            valid = torch.arange(width, device=device) < lengths[rows][:, None]
+            row_kwargs = {k: _select(k, v, samples, n) for k, v in continued(width).items()}
+            mask = row_kwargs["attention_mask"]
+            mask[:, -width:] = valid.to(mask)
+            ids = torch.cat([input_ids[samples], tokens[rows, :width]], dim=1)
+            inputs = model.prepare_inputs_for_generation(
+                ids, next_sequence_length=width, past_key_values=_select_cache(cache, samples), **row_kwargs
+            )
+            logits = model(**inputs).logits  # (pairs, width, vocab)
+            nodes = row_nodes[rows, :width]
+            read = nodes >= 0
+            write_edges(table, samples[:, None].expand_as(nodes)[read], nodes[read], plan, logits[read])
+    return gather_scores(table, plan, num_candidates).cpu()
 
 
 class _ContinuedInputs:
@@ -95,13 +105,11 @@ class _ContinuedInputs:
         return self._by_width[width]
 
 
-def _candidate_tokens(answer_ids, pad_token_id, device):
-    width = max(len(ids) for ids in answer_ids)
-    tokens = torch.full((len(answer_ids), width), pad_token_id, dtype=torch.long)
-    for j, ids in enumerate(answer_ids):
-        tokens[j, : len(ids)] = torch.tensor(ids)
-    lengths = torch.tensor([len(ids) for ids in answer_ids])
-    return tokens.to(device), lengths.to(device)
+def _row_tokens(rows: list[tuple[int, ...]], pad_token_id: int) -> torch.Tensor:
+    tokens = torch.full((len(rows), max(len(row) for row in rows)), pad_token_id, dtype=torch.long)
+    for r, row in enumerate(rows):
+        tokens[r, : len(row)] = torch.tensor(row)
+    return tokens
 
 
 def _select(key: str, value, samples: torch.Tensor, n: int):

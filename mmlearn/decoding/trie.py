@@ -55,9 +55,7 @@ class TokenTrie:
         return sorted(out)
 
 
-def answer_trie(tokenizer, answers: Iterable[str]) -> TokenTrie:
-    """Answers tokenised exactly as training targets are (no special tokens, then the end token)."""
-    return TokenTrie(
-        tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        for answer in answers
-    )
+def answer_trie(prompt_format, tokenizer, answers: Iterable[str]) -> TokenTrie:
+    """Answers tokenised exactly as training targets are (the prompt format's reply tokens, then the
+    end token)."""
+    return TokenTrie(prompt_format.answer_ids(tokenizer, answer) for answer in answers)

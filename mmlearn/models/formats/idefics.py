@@ -37,6 +37,10 @@ class IdeficsPrompt:
             return_tensors="pt",
         )
 
+    def answer_ids(self, tokenizer, answer: str) -> list[int]:
+        """The supervised tokens of one answer: the answer, then `</s>`."""
+        return tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
     def encode(self, processor, prompts: list[str], images: list[list], answers: list[str] | None = None):
         """Left-padded prompts for `generate`, or (with answers) a training batch whose labels cover
         only the answer and `</s>`. Answer tokens cross-attend to the images the last prompt token
@@ -45,9 +49,7 @@ class IdeficsPrompt:
         if answers is None:
             return dict(prompt_batch)
         tokenizer = processor.tokenizer
-        answer_ids = [
-            tokenizer(a, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for a in answers
-        ]
+        answer_ids = [self.answer_ids(tokenizer, answer) for answer in answers]
         batch = append_answers(prompt_batch, answer_ids, tokenizer.pad_token_id)
         n_prompt = prompt_batch["attention_mask"].sum(dim=1).tolist()
         n_total = batch["attention_mask"].sum(dim=1).tolist()

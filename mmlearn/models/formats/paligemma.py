@@ -23,6 +23,14 @@ class PaliGemmaPrompt:
                 f"a prompt has {max(counts)} images but this model family takes at most {self.max_images}"
             )
 
+    def answer_ids(self, tokenizer, answer: str) -> list[int]:
+        """The supervised tokens of one answer, as the processor makes them from `suffix=`: the
+        second sequence of a text pair, `answer + <eos>` (its token type 1)."""
+        encoded = tokenizer("", text_pair=answer + tokenizer.eos_token, return_token_type_ids=True)
+        return [
+            t for t, kind in zip(encoded["input_ids"], encoded["token_type_ids"], strict=True) if kind == 1
+        ]
+
     def encode(self, processor, prompts: list[str], images: list[list], answers: list[str] | None = None):
         """Left-padded prompts for `generate`, or (with answers) a right-padded training batch whose
         labels cover only the answer and `<eos>`, and whose `token_type_ids` mark the answer (without

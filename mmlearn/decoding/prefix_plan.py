@@ -1,0 +1,130 @@
+"""Which next-token distributions a candidate score needs, and which token rows to feed to get them.
+
+A candidate's score is a sum of terms log P(token | prompt + prefix), one per answer token. Every such
+term is an edge (prefix -> token) of the token trie over the candidates; candidates that share a prefix
+share its distribution, so each distribution is read once and every edge is looked up once.
+
+- `full` likelihood: every edge counts, normalised over the whole vocabulary.
+- `constrained` likelihood: each step is normalised over the tokens that continue some valid answer.
+  A prefix with a single such token contributes log 1 = 0, so only prefixes shared by two or more
+  candidates matter, and nothing after the point where a candidate is determined is fed at all.
+
+Rows are the longest needed prefixes (a needed prefix that extends no other); feeding a row after the
+prompt gives, at its position i, the distribution after its first i + 1 tokens. The empty prefix is the
+prompt's own last position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+LIKELIHOODS = ("full", "constrained")
+
+
+@dataclass(frozen=True)
+class PrefixPlan:
+    restricted: bool  # normalise over each prefix's trie children instead of the vocabulary
+    rows: list[tuple[int, ...]]  # token rows fed after the prompt
+    row_nodes: torch.Tensor  # (rows, width): the node read at each row position, -1 where not read
+    children: torch.Tensor  # (nodes, max_children): each node's next tokens, padded with 0
+    child_edges: torch.Tensor  # (nodes, max_children): their edge ids, -1 in the padding
+    edge_candidates: torch.Tensor  # (terms,): the candidate of each term of a score
+    edge_ids: torch.Tensor  # (terms,): the edge of each term
+    num_edges: int
+    root: int | None  # the node index of the empty prefix (read from the prompt's last position)
+
+
+def plan_prefixes(answer_ids: Sequence[Sequence[int]], likelihood: str) -> PrefixPlan:
+    """The plan for scoring `answer_ids` (each candidate's tokens, end token included; all distinct,
+    none a prefix of another, which the end token guarantees)."""
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"decoding.likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+    restricted = likelihood == "constrained"
+    answers = [tuple(int(t) for t in ids) for ids in answer_ids]
+    children: dict[tuple[int, ...], list[int]] = {}
+    for ids in answers:
+        for depth in range(len(ids)):
+            tokens = children.setdefault(ids[:depth], [])
+            if ids[depth] not in tokens:
+                tokens.append(ids[depth])
+    # the prefixes whose distribution some term reads (a single continuation is log 1 when restricted)
+    nodes = sorted((p for p, tokens in children.items() if len(tokens) >= 2 or not restricted), key=len)
+    node_index = {prefix: k for k, prefix in enumerate(nodes)}
+    edges: dict[tuple[tuple[int, ...], int], int] = {}
+    for prefix in nodes:
+        for token in children[prefix]:
+            edges[(prefix, token)] = len(edges)
+    edge_candidates, edge_ids = [], []
+    for j, ids in enumerate(answers):
+        for depth in range(len(ids)):
+            edge = edges.get((ids[:depth], ids[depth]))
+            if edge is not None:
+                edge_candidates.append(j)
+                edge_ids.append(edge)
+    rows = _longest_prefixes([prefix for prefix in nodes if prefix])
+    width = max((len(row) for row in rows), default=0)
+    row_nodes = torch.full((len(rows), width), -1, dtype=torch.long)
+    read: set[tuple[int, ...]] = set()
+    for r, row in enumerate(rows):
+        for i in range(len(row)):
+            prefix = row[: i + 1]
+            if prefix in node_index and prefix not in read:  # each node is read from one row only
+                read.add(prefix)
+                row_nodes[r, i] = node_index[prefix]
+    fan_out = max((len(children[prefix]) for prefix in nodes), default=0)
+    child_tokens = torch.zeros((len(nodes), fan_out), dtype=torch.long)
+    child_edges = torch.full((len(nodes), fan_out), -1, dtype=torch.long)
+    for k, prefix in enumerate(nodes):
+        for slot, token in enumerate(children[prefix]):
+            child_tokens[k, slot] = token
+            child_edges[k, slot] = edges[(prefix, token)]
+    return PrefixPlan(
+        restricted=restricted,
+        rows=rows,
+        row_nodes=row_nodes,
+        children=child_tokens,
+        child_edges=child_edges,
+        edge_candidates=torch.tensor(edge_candidates, dtype=torch.long),
+        edge_ids=torch.tensor(edge_ids, dtype=torch.long),
+        num_edges=len(edges),
+        root=node_index.get(()),
+    )
+
+
+def _longest_prefixes(prefixes: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """The prefixes that extend no other one in the set, longest first."""
+    extended = {prefix[:depth] for prefix in prefixes for depth in range(len(prefix))}
+    return sorted((p for p in prefixes if p not in extended), key=lambda p: (-len(p), p))
+
+
+def edge_log_probs(logits: torch.Tensor, nodes: torch.Tensor, plan: PrefixPlan) -> torch.Tensor:
+    """log P(child | node) for every child slot of the given nodes: (positions, max_children).
+    `logits` are the next-token logits read at those nodes, (positions, vocab)."""
+    logits = logits.float()
+    picked = logits.gather(1, plan.children[nodes].to(logits.device))
+    if plan.restricted:
+        real = plan.child_edges[nodes].to(logits.device) >= 0
+        norm = picked.masked_fill(~real, float("-inf")).logsumexp(dim=-1, keepdim=True)
+    else:
+        norm = logits.logsumexp(dim=-1, keepdim=True)
+    return picked - norm
+
+
+def write_edges(table: torch.Tensor, samples: torch.Tensor, nodes: torch.Tensor, plan: PrefixPlan, logits):
+    """Store log P(child | node) for the (sample, node) pairs read at these positions in the
+    (samples, edges) table."""
+    values = edge_log_probs(logits, nodes, plan)
+    edge = plan.child_edges[nodes].to(table.device)
+    real = edge >= 0
+    table[samples[:, None].expand_as(edge)[real], edge[real]] = values[real].to(table.dtype)
+
+
+def gather_scores(edge_logp: torch.Tensor, plan: PrefixPlan, num_candidates: int) -> torch.Tensor:
+    """Candidate scores (samples, candidates) from the (samples, edges) table: the sum of each
+    candidate's terms (0 for a candidate with none, the only valid answer)."""
+    terms = edge_logp[:, plan.edge_ids.to(edge_logp.device)]
+    scores = torch.zeros(edge_logp.shape[0], num_candidates, dtype=edge_logp.dtype, device=edge_logp.device)
+    return scores.index_add_(1, plan.edge_candidates.to(edge_logp.device), terms)
