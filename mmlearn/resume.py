@@ -23,25 +23,50 @@ class RunDirectoryInUse(RuntimeError):
     pass
 
 
-def _flatten(node, prefix=""):
+def _flatten(node, prefix="", in_list=False):
+    """(dotted key, value, whether the key passes through a list) for every leaf."""
     if isinstance(node, dict):
         for key, value in node.items():
-            yield from _flatten(value, f"{prefix}{key}.")
+            yield from _flatten(value, f"{prefix}{key}.", in_list)
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            yield from _flatten(value, f"{prefix}{i}.")
+            yield from _flatten(value, f"{prefix}{i}.", True)
     else:
-        yield prefix.rstrip("."), node
+        yield prefix.rstrip("."), node, in_list
 
 
 def config_differences(saved: dict, new: dict) -> list[str]:
-    old, now = dict(_flatten(saved)), dict(_flatten(new))
-    keys = sorted(k for k in old.keys() | now.keys() if old.get(k, "<absent>") != now.get(k, "<absent>"))
-    return [k for k in keys if k not in RESUME_KEYS]
+    """Keys whose value differs between the run's saved config and this one (resume aside), including
+    settings the run had that this config lacks and list entries on either side only. A setting that
+    only this config has is not a difference: see `added_settings`."""
+    old = {k: v for k, v, _ in _flatten(saved)}
+    now = {k: (v, in_list) for k, v, in_list in _flatten(new)}
+    keys = {k for k in old.keys() | now.keys() if old.get(k, "<absent>") != now.get(k, ("<absent>",))[0]}
+    keys -= {k for k in added_settings(saved, new)}
+    return sorted(k for k in keys if k not in RESUME_KEYS)
 
 
-def check_run_dir(out: Path, config: dict, resume: bool) -> None:
-    """A finished run is never touched; an unfinished one only continued, with the same config."""
+def added_settings(saved: dict, new: dict) -> dict[str, object]:
+    """Settings that did not exist when the run started (mmlearn gained them since): keys, outside
+    any list, that this config has and the saved one lacks, with their values here."""
+    old = {k for k, _, _ in _flatten(saved)}
+    return {k: v for k, v, in_list in _flatten(new) if k not in old and not in_list and k not in RESUME_KEYS}
+
+
+def command_line_keys() -> set[str]:
+    """The dotted keys this run's command line sets (`a.b=1`, `+a.b=1`, `++a.b=1`); a config group
+    choice (`model=qwen2vl`) selects a file and names no setting. Empty outside a Hydra app."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return set()
+    return {override.split("=", 1)[0].lstrip("+~") for override in HydraConfig.get().overrides.task}
+
+
+def check_run_dir(out: Path, config: dict, resume: bool, explicit: set[str] = frozenset()) -> dict:
+    """A finished run is never touched; an unfinished one only continued, with the same config.
+    Settings added to mmlearn since the run started continue at their defaults (returned, and logged);
+    setting one of them on the command line (`explicit`) is a change like any other."""
     if (out / "metrics.json").exists():
         raise RunDirectoryInUse(
             f"{out} already holds a finished run (metrics.json); choose another hydra.run.dir"
@@ -53,14 +78,22 @@ def check_run_dir(out: Path, config: dict, resume: bool) -> None:
                 f"{out} holds an unfinished run (config.yaml, no metrics.json): pass resume=true to "
                 "continue it, or choose another hydra.run.dir"
             )
-        return
+        return {}
     if not saved.exists():
         raise RunDirectoryInUse(f"resume=true, but {out} holds no run (no config.yaml) to continue")
-    differing = config_differences(OmegaConf.to_container(OmegaConf.load(saved)), config)
+    saved_config = OmegaConf.to_container(OmegaConf.load(saved))
+    added = added_settings(saved_config, config)
+    differing = config_differences(saved_config, config) + sorted(k for k in added if k in explicit)
     if differing:
         raise RunDirectoryInUse(
             f"resume=true, but the config differs from the run's {saved} in: {', '.join(differing)}"
         )
+    if added:
+        log.warning(
+            "resume: settings added since this run started continue at their defaults: %s",
+            ", ".join(f"{k}={v!r}" for k, v in added.items()),
+        )
+    return added
 
 
 def resume_checkpoint_path(trainer) -> str | None:

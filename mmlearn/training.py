@@ -16,7 +16,7 @@ from mmlearn.building import build_callbacks, build_datamodule, build_loggers, b
 from mmlearn.checkpointing import save_directory_atomic
 from mmlearn.io import write_atomic, write_json, write_jsonl
 from mmlearn.memory import estimate_run
-from mmlearn.resume import RunDirectoryInUse, check_run_dir, resume_checkpoint_path
+from mmlearn.resume import RunDirectoryInUse, check_run_dir, command_line_keys, resume_checkpoint_path
 from mmlearn.secrets import redact_secrets
 from mmlearn.tracking import finish_wandb_run
 
@@ -29,9 +29,9 @@ def prepare_run_dir(cfg: DictConfig, config: dict) -> Path:
     launcher (same argv, same hydra.run.dir) find it already written."""
     out = Path(cfg.paths.output_dir)
     if rank_zero_only.rank == 0:
-        check_run_dir(out, config, cfg.resume)
+        added = check_run_dir(out, config, cfg.resume, command_line_keys())
         out.mkdir(parents=True, exist_ok=True)
-        if not cfg.resume:
+        if not cfg.resume or added:  # a resumed run's record gains the settings it now runs with
             write_atomic(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
     return out
 

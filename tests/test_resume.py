@@ -11,6 +11,7 @@ import time
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from tests.conftest import REPO
@@ -141,8 +142,17 @@ def test_sigterm_saves_a_checkpoint_then_resume_matches(tmp_path, uninterrupted,
     assert f"SIGTERM: saved {run / 'checkpoints' / 'last.ckpt'} at step {stopped_at}" in output, output[
         -3000:
     ]
+    # the run started before mmlearn had the `report` settings: they continue at their defaults...
+    saved = OmegaConf.load(run / "config.yaml")
+    report = OmegaConf.to_container(saved.report)
+    del saved["report"]
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    # ...unless the resuming command sets one, which is a change like any other
+    changed = _refused(odd_demo, run, "resume=true", "report.max_errors=3")
+    assert "differs from the run's" in changed and "report.max_errors" in changed
     _train(odd_demo, run, "resume=true")
     _assert_same_run(run, uninterrupted)
+    assert OmegaConf.to_container(OmegaConf.load(run / "config.yaml").report) == report
 
 
 def test_no_credential_in_any_file_of_the_run(uninterrupted):

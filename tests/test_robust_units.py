@@ -193,12 +193,31 @@ def test_run_directory_rules(tmp_path):
     with pytest.raises(RunDirectoryInUse, match="resume=true"):
         check_run_dir(run, config, resume=False)  # unfinished: only continued, never restarted over
     check_run_dir(run, dict(config, resume=True), resume=True)  # resume itself may differ
-    changed = dict(config, resume=True, optimizer={"lr": 0.2}, extra=1)
-    with pytest.raises(RunDirectoryInUse, match=r"in: extra, optimizer\.lr$"):
+    changed = dict(config, resume=True, optimizer={"lr": 0.2}, trainer={})
+    with pytest.raises(RunDirectoryInUse, match=r"in: optimizer\.lr, trainer\.max_steps$"):
         check_run_dir(run, changed, resume=True)
     (run / "metrics.json").write_text("{}")
     with pytest.raises(RunDirectoryInUse, match="finished run"):
         check_run_dir(run, dict(config, resume=True), resume=True)
+
+
+def test_settings_added_since_a_run_started_continue_at_their_defaults(tmp_path, caplog):
+    """mmlearn gains settings between a run's start and its resumption; their defaults keep the old
+    behaviour, so the run continues (the record gains them), unless the command line sets one."""
+    saved = {"seed": 1, "resume": False, "optimizer": {"lr": 0.1}, "callbacks": [{"a": 1}]}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(saved)))
+    today = dict(saved, resume=True, report={"max_errors": 50}, optimizer={"lr": 0.1, "eps": 1e-8})
+    with caplog.at_level("WARNING", logger="mmlearn.resume"):
+        added = check_run_dir(run, today, resume=True)
+    assert added == {"report.max_errors": 50, "optimizer.eps": 1e-8}
+    assert "report.max_errors=50" in caplog.text and "optimizer.eps=1e-08" in caplog.text
+    with pytest.raises(RunDirectoryInUse, match=r"in: report\.max_errors$"):
+        check_run_dir(run, today, resume=True, explicit={"report.max_errors", "seed"})
+    # a list entry is part of a value, never a new setting
+    with pytest.raises(RunDirectoryInUse, match=r"in: callbacks\.0\.b$"):
+        check_run_dir(run, dict(today, callbacks=[{"a": 1, "b": 2}]), resume=True)
 
 
 def test_config_differences_reach_into_lists():
