@@ -17,7 +17,7 @@ prompt's own last position.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -35,6 +35,11 @@ class PrefixPlan:
     edge_ids: torch.Tensor  # (terms,): the edge of each term
     num_edges: int
     root: int | None  # the node index of the empty prefix (read from the prompt's last position)
+
+    def to(self, device) -> PrefixPlan:
+        """The plan with its index tensors on `device` (where the model's logits are)."""
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return PrefixPlan(**{k: v.to(device) if torch.is_tensor(v) else v for k, v in moved.items()})
 
 
 def plan_prefixes(answer_ids: Sequence[Sequence[int]], likelihood: str) -> PrefixPlan:
@@ -104,9 +109,9 @@ def edge_log_probs(logits: torch.Tensor, nodes: torch.Tensor, plan: PrefixPlan) 
     """log P(child | node) for every child slot of the given nodes: (positions, max_children).
     `logits` are the next-token logits read at those nodes, (positions, vocab)."""
     logits = logits.float()
-    picked = logits.gather(1, plan.children[nodes].to(logits.device))
+    picked = logits.gather(1, plan.children[nodes])
     if plan.restricted:
-        real = plan.child_edges[nodes].to(logits.device) >= 0
+        real = plan.child_edges[nodes] >= 0
         norm = picked.masked_fill(~real, float("-inf")).logsumexp(dim=-1, keepdim=True)
     else:
         norm = logits.logsumexp(dim=-1, keepdim=True)
@@ -115,9 +120,9 @@ def edge_log_probs(logits: torch.Tensor, nodes: torch.Tensor, plan: PrefixPlan) 
 
 def write_edges(table: torch.Tensor, samples: torch.Tensor, nodes: torch.Tensor, plan: PrefixPlan, logits):
     """Store log P(child | node) for the (sample, node) pairs read at these positions in the
-    (samples, edges) table."""
+    (samples, edges) table. The plan, the indices, the logits and the table share one device."""
     values = edge_log_probs(logits, nodes, plan)
-    edge = plan.child_edges[nodes].to(table.device)
+    edge = plan.child_edges[nodes]
     real = edge >= 0
     table[samples[:, None].expand_as(edge)[real], edge[real]] = values[real].to(table.dtype)
 
@@ -125,6 +130,6 @@ def write_edges(table: torch.Tensor, samples: torch.Tensor, nodes: torch.Tensor,
 def gather_scores(edge_logp: torch.Tensor, plan: PrefixPlan, num_candidates: int) -> torch.Tensor:
     """Candidate scores (samples, candidates) from the (samples, edges) table: the sum of each
     candidate's terms (0 for a candidate with none, the only valid answer)."""
-    terms = edge_logp[:, plan.edge_ids.to(edge_logp.device)]
+    terms = edge_logp[:, plan.edge_ids]
     scores = torch.zeros(edge_logp.shape[0], num_candidates, dtype=edge_logp.dtype, device=edge_logp.device)
-    return scores.index_add_(1, plan.edge_candidates.to(edge_logp.device), terms)
+    return scores.index_add_(1, plan.edge_candidates, terms)

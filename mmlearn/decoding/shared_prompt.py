@@ -55,10 +55,11 @@ def score_with_shared_prompt(
     prefill = model(
         **model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **kwargs, **first_step)
     )
+    plan = plan.to(device)
     table = torch.zeros(n, plan.num_edges, device=device)  # log P(child | node) of every trie edge
     samples = torch.arange(n, device=device)
     if plan.root is not None:  # the answers' first tokens, read at the prompt's last position
-        write_edges(table, samples, torch.full((n,), plan.root), plan, prefill.logits[:, -1])
+        write_edges(table, samples, torch.full((n,), plan.root, device=device), plan, prefill.logits[:, -1])
     if plan.rows:
         cache = prefill.past_key_values
         for key in MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL:
@@ -66,7 +67,6 @@ def score_with_shared_prompt(
         continued = _ContinuedInputs(model, prefill, kwargs)
         tokens = _row_tokens(plan.rows, pad_token_id).to(device)
         lengths = torch.tensor([len(row) for row in plan.rows], device=device)
-        row_nodes = plan.row_nodes.to(device)
         # (row, sample) pairs, rows longest first, so that a chunk's pairs have similar widths
         pairs = torch.arange(len(plan.rows) * n, device=device)
         for chunk in pairs.split(rows_per_batch):
@@ -81,7 +81,7 @@ def score_with_shared_prompt(
                 ids, next_sequence_length=width, past_key_values=_select_cache(cache, samples), **row_kwargs
             )
             logits = model(**inputs).logits  # (pairs, width, vocab)
-            nodes = row_nodes[rows, :width]
+            nodes = plan.row_nodes[rows, :width]
             read = nodes >= 0
             write_edges(table, samples[:, None].expand_as(nodes)[read], nodes[read], plan, logits[read])
     return gather_scores(table, plan, num_candidates).cpu()
