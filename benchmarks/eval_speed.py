@@ -26,16 +26,34 @@ DECODINGS = {
 }
 
 
-def best_of_runs(module, decoders: dict, repeats: int, run) -> dict:
-    """Each decoder's evaluation `repeats` times, interleaved (every decoder once, then again), so a slow
-    phase of the machine hits all of them; each keeps its fastest run, and lists every run's samples/s.
-    One process can run the same decoder ~1.4x slower or faster than another (allocation layout), so
-    a single run per decoder is not a comparison."""
+def build_decoders() -> dict:
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose
+
+    return {name: instantiate(compose(overrides, "train").decoding) for name, overrides in DECODINGS.items()}
+
+
+def best_of_runs(module, datamodule, cfg, decoders: dict, repeats: int, out: Path) -> dict:
+    """Each decoder's evaluation of the test split `repeats` times, interleaved (every decoder once,
+    then again), so a slow phase of the machine hits all of them; each keeps its fastest run, and lists
+    every run's samples/s. One process can run the same decoder ~1.4x slower or faster than another
+    (allocation layout), so a single run per decoder is not a comparison."""
+    from mmlearn.evaluation import run_split
+
     runs: dict[str, list[dict]] = {name: [] for name in decoders}
     for _ in range(repeats):
         for name, decoder in decoders.items():
             module.decoder = decoder
-            runs[name].append(run(name))
+            metrics, seconds = run_split(module, datamodule, cfg, "test", out / name, None)
+            runs[name].append(
+                {
+                    "samples_per_second": metrics["test/samples_per_second"],
+                    "seconds": seconds,
+                    "parse_failure_rate": metrics["test/parse_failure_rate"],
+                    "f1_macro": metrics["test/f1_macro"],
+                }
+            )
     out = {}
     for name, measured in runs.items():
         best = max(measured, key=lambda m: m["samples_per_second"])
@@ -72,10 +90,9 @@ def label_set_speeds(
     """Multi-class tasks of K sport names (a 100 Sports copy, one image per test sample, the base
     tiny model zero-shot): samples/s of each decoding, and of constrained and score relative to
     batched generate in the same process."""
-    from hydra.utils import instantiate
 
     from mmlearn.building import build_datamodule
-    from mmlearn.evaluation import build_base_module, run_split
+    from mmlearn.evaluation import build_base_module
     from tests.conftest import compose
     from tests.layouts_more import SPORTS100, write_sports
 
@@ -102,21 +119,10 @@ def label_set_speeds(
             config_name="train",
         )
         datamodule = build_datamodule(cfg)
-        decoders = {
-            name: instantiate(compose(overrides, "train").decoding) for name, overrides in DECODINGS.items()
-        }
+        decoders = build_decoders()
         module = build_base_module(cfg, datamodule.task, decoders["generate"]).eval()
         datamodule.connect(module.processor, module.spec.prompt)
-
-        def run(name, cfg=cfg, datamodule=datamodule, module=module, k=k):
-            metrics, seconds = run_split(module, datamodule, cfg, "test", work / f"sports{k}-{name}", None)
-            return {
-                "samples_per_second": metrics["test/samples_per_second"],
-                "seconds": seconds,
-                "parse_failure_rate": metrics["test/parse_failure_rate"],
-            }
-
-        row = best_of_runs(module, decoders, repeats, run)
+        row = best_of_runs(module, datamodule, cfg, decoders, repeats, work / f"sports{k}-runs")
         for name in DECODINGS:
             if name == "generate":
                 continue
@@ -167,10 +173,9 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import torch
-    from hydra.utils import instantiate
 
     from mmlearn.building import build_datamodule
-    from mmlearn.evaluation import build_base_module, build_run_module, load_run_config, run_split
+    from mmlearn.evaluation import build_base_module, build_run_module, load_run_config
     from tests.conftest import compose
 
     torch.manual_seed(0)
@@ -188,9 +193,7 @@ def main() -> None:
         config_name="train",
     )
     datamodule = build_datamodule(cfg)
-    decoders = {
-        name: instantiate(compose(overrides, "train").decoding) for name, overrides in DECODINGS.items()
-    }
+    decoders = build_decoders()
     if args.run_dir:
         module = build_run_module(
             args.run_dir, load_run_config(args.run_dir), datamodule.task, decoders["generate"]
@@ -211,17 +214,7 @@ def main() -> None:
         "per_sample_max_new_tokens": args.seed_max_new_tokens,
         "repeats": args.repeats,
     }
-
-    def run(name):
-        metrics, seconds = run_split(module, datamodule, cfg, "test", work / name, None)
-        return {
-            "samples_per_second": metrics["test/samples_per_second"],
-            "seconds": seconds,
-            "parse_failure_rate": metrics["test/parse_failure_rate"],
-            "f1_macro": metrics["test/f1_macro"],
-        }
-
-    result["batched"] = best_of_runs(module, decoders, args.repeats, run)
+    result["batched"] = best_of_runs(module, datamodule, cfg, decoders, args.repeats, work / "runs")
     with torch.no_grad():
         result["per_sample"] = per_sample_generation(
             module, datamodule.splits["test"], args.seed_max_new_tokens

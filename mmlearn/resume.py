@@ -35,22 +35,16 @@ def _flatten(node, prefix="", in_list=False):
         yield prefix.rstrip("."), node, in_list
 
 
-def config_differences(saved: dict, new: dict) -> list[str]:
-    """Keys whose value differs between the run's saved config and this one (resume aside), including
-    settings the run had that this config lacks and list entries on either side only. A setting that
-    only this config has is not a difference: see `added_settings`."""
+def compare_configs(saved: dict, new: dict) -> tuple[list[str], dict[str, object]]:
+    """(keys whose value differs between the run's saved config and this one, resume aside: changed
+    values, settings the run had that this config lacks, list entries on either side only;
+    settings that did not exist when the run started, i.e. keys outside any list that only this
+    config has, with their values here)."""
     old = {k: v for k, v, _ in _flatten(saved)}
     now = {k: (v, in_list) for k, v, in_list in _flatten(new)}
-    keys = {k for k in old.keys() | now.keys() if old.get(k, "<absent>") != now.get(k, ("<absent>",))[0]}
-    keys -= {k for k in added_settings(saved, new)}
-    return sorted(k for k in keys if k not in RESUME_KEYS)
-
-
-def added_settings(saved: dict, new: dict) -> dict[str, object]:
-    """Settings that did not exist when the run started (mmlearn gained them since): keys, outside
-    any list, that this config has and the saved one lacks, with their values here."""
-    old = {k for k, _, _ in _flatten(saved)}
-    return {k: v for k, v, in_list in _flatten(new) if k not in old and not in_list and k not in RESUME_KEYS}
+    added = {k: v for k, (v, in_list) in now.items() if k not in old and not in_list and k not in RESUME_KEYS}
+    differing = {k for k in old.keys() | now.keys() if old.get(k, "<absent>") != now.get(k, ("<absent>",))[0]}
+    return sorted(k for k in differing - added.keys() if k not in RESUME_KEYS), added
 
 
 def command_line_keys() -> set[str]:
@@ -81,9 +75,8 @@ def check_run_dir(out: Path, config: dict, resume: bool, explicit: set[str] = fr
         return {}
     if not saved.exists():
         raise RunDirectoryInUse(f"resume=true, but {out} holds no run (no config.yaml) to continue")
-    saved_config = OmegaConf.to_container(OmegaConf.load(saved))
-    added = added_settings(saved_config, config)
-    differing = config_differences(saved_config, config) + sorted(k for k in added if k in explicit)
+    differing, added = compare_configs(OmegaConf.to_container(OmegaConf.load(saved)), config)
+    differing += sorted(k for k in added if k in explicit)
     if differing:
         raise RunDirectoryInUse(
             f"resume=true, but the config differs from the run's {saved} in: {', '.join(differing)}"

@@ -18,7 +18,7 @@ from mmlearn.checkpointing import AtomicCheckpointIO, save_directory_atomic
 from mmlearn.data.resumable import EpochRandomSampler, ResumableDataLoader, evaluation_sampler
 from mmlearn.io import write_json
 from mmlearn.models.spec import rank_device
-from mmlearn.resume import RunDirectoryInUse, check_run_dir, config_differences
+from mmlearn.resume import RunDirectoryInUse, check_run_dir, compare_configs
 from mmlearn.secrets import redact_secrets
 from tests.conftest import CONF, compose
 
@@ -221,8 +221,8 @@ def test_settings_added_since_a_run_started_continue_at_their_defaults(tmp_path,
 
 
 def test_config_differences_reach_into_lists():
-    assert config_differences({"a": [1, {"b": 2}]}, {"a": [1, {"b": 3}]}) == ["a.1.b"]
-    assert config_differences({"a": [1]}, {"a": [1, 2]}) == ["a.1"]
+    assert compare_configs({"a": [1, {"b": 2}]}, {"a": [1, {"b": 3}]})[0] == ["a.1.b"]
+    assert compare_configs({"a": [1]}, {"a": [1, 2]})[0] == ["a.1"]
 
 
 # --- credentials ----------------------------------------------------------------------------------

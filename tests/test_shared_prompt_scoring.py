@@ -77,7 +77,6 @@ def _shared(model, spec, processor, images, rows_per_batch, likelihood="full", *
         model,
         spec.prompt.encode(processor, PROMPTS, images, **extra),
         plan,
-        len(ANSWERS),
         pad_token_id=processor.tokenizer.pad_token_id or 0,
         rows_per_batch=rows_per_batch,
         device="cpu",

@@ -35,6 +35,11 @@ class PrefixPlan:
     edge_ids: torch.Tensor  # (terms,): the edge of each term
     num_edges: int
     root: int | None  # the node index of the empty prefix (read from the prompt's last position)
+    answer_lengths: tuple[int, ...]  # each candidate's token count, end token included
+
+    @property
+    def num_candidates(self) -> int:
+        return len(self.answer_lengths)
 
     def to(self, device) -> PrefixPlan:
         """The plan with its index tensors on `device` (where the model's logits are)."""
@@ -96,6 +101,7 @@ def plan_prefixes(answer_ids: Sequence[Sequence[int]], likelihood: str) -> Prefi
         edge_ids=torch.tensor(edge_ids, dtype=torch.long),
         num_edges=len(edges),
         root=node_index.get(()),
+        answer_lengths=tuple(len(ids) for ids in answers),
     )
 
 
@@ -127,9 +133,11 @@ def write_edges(table: torch.Tensor, samples: torch.Tensor, nodes: torch.Tensor,
     table[samples[:, None].expand_as(edge)[real], edge[real]] = values[real].to(table.dtype)
 
 
-def gather_scores(edge_logp: torch.Tensor, plan: PrefixPlan, num_candidates: int) -> torch.Tensor:
+def gather_scores(edge_logp: torch.Tensor, plan: PrefixPlan) -> torch.Tensor:
     """Candidate scores (samples, candidates) from the (samples, edges) table: the sum of each
     candidate's terms (0 for a candidate with none, the only valid answer)."""
     terms = edge_logp[:, plan.edge_ids]
-    scores = torch.zeros(edge_logp.shape[0], num_candidates, dtype=edge_logp.dtype, device=edge_logp.device)
+    scores = torch.zeros(
+        edge_logp.shape[0], plan.num_candidates, dtype=edge_logp.dtype, device=edge_logp.device
+    )
     return scores.index_add_(1, plan.edge_candidates, terms)

@@ -69,7 +69,7 @@ class ScoreDecoder(Decoder):
         self.threshold = threshold
         self.thresholds = dict(thresholds) if thresholds else None
         self.share_prompt = share_prompt
-        self._plans: dict[tuple[int, int, int], tuple[list[list[int]], PrefixPlan]] = {}
+        self._plans: dict[tuple[int, int, int], PrefixPlan] = {}
 
     def check(self, task) -> None:
         require_closed_answers(self, task, self.max_candidates)
@@ -95,18 +95,17 @@ class ScoreDecoder(Decoder):
         candidates = require_closed_answers(self, task, self.max_candidates)
         answers = [answer for answer, _ in candidates]
         if self.share_prompt:
-            answer_ids, plan = self.plan(module, answers)
+            plan = self.plan(module, answers)
             logp = score_with_shared_prompt(
                 module.model,
                 batch["inputs"],
                 plan,
-                len(answer_ids),
                 pad_token_id=pad_or_eos(module.processor.tokenizer),
                 rows_per_batch=self.rows_per_batch,
                 device=module.device,
             )
             if self.normalize == "mean":
-                logp = logp / torch.tensor([len(ids) for ids in answer_ids], dtype=logp.dtype)
+                logp = logp / torch.tensor(plan.answer_lengths, dtype=logp.dtype)
         else:
             logp = score_candidates(
                 module.model,
@@ -129,14 +128,14 @@ class ScoreDecoder(Decoder):
             for row, p in zip(chosen.tolist(), marginals, strict=True)
         ]
 
-    def plan(self, module, answers: list[str]) -> tuple[list[list[int]], PrefixPlan]:
-        """Each candidate's scored tokens (the reply + end token exactly as a training batch encodes
-        them) and the prefixes to read, once per task."""
+    def plan(self, module, answers: list[str]) -> PrefixPlan:
+        """What to read for the candidates' scored tokens (the reply + end token exactly as a training
+        batch encodes them), once per task."""
         key = (id(module.task), id(module.processor), id(module.spec.prompt))
         if key not in self._plans:
             tokenizer = module.processor.tokenizer
             answer_ids = [module.spec.prompt.answer_ids(tokenizer, answer) for answer in answers]
-            self._plans[key] = answer_ids, plan_prefixes(answer_ids, self.likelihood)
+            self._plans[key] = plan_prefixes(answer_ids, self.likelihood)
         return self._plans[key]
 
 

@@ -32,7 +32,6 @@ def score_with_shared_prompt(
     model,
     prompts: dict,
     plan: PrefixPlan,
-    num_candidates: int,
     *,
     pad_token_id: int,
     rows_per_batch: int,
@@ -84,7 +83,7 @@ def score_with_shared_prompt(
             nodes = plan.row_nodes[rows, :width]
             read = nodes >= 0
             write_edges(table, samples[:, None].expand_as(nodes)[read], nodes[read], plan, logits[read])
-    return gather_scores(table, plan, num_candidates).cpu()
+    return gather_scores(table, plan).cpu()
 
 
 class _ContinuedInputs:

@@ -115,7 +115,7 @@ def build_tiny_idefics(
             block.alpha_dense.fill_(gate_value)
         model.model.perceiver_resampler.latents.mul_(latent_scale)
 
-    save_tiny(
+    return save_tiny(
         IdeficsForVisionText2Text,
         config,
         processor,
@@ -125,4 +125,3 @@ def build_tiny_idefics(
         special_tokens={"bos": "<s>", "eos": "</s>", "pad": "<unk>"},
         adjust=open_gates,
     )
-    return output_dir
