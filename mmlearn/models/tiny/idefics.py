@@ -42,7 +42,7 @@ def build_tiny_idefics(
     num_layers: int = 2,
     num_heads: int = 4,
     cross_layer_interval: int = 1,
-    vision_embed_dim: int = 32,
+    vision_embed_dim: int = 64,
     vision_layers: int = 1,
     resampler_latents: int = 4,
     vocab_size: int = 512,
