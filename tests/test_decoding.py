@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from mmlearn.building import build_datamodule, build_module
 from mmlearn.data.collate import PromptCollator
 from mmlearn.decoding import ConstrainedDecoder, ScoreDecoder
-from mmlearn.decoding.prefix_plan import gather_scores, plan_prefixes, write_edges
+from mmlearn.decoding.prefix_plan import gather_scores, plan_prefixes, tree_mask, write_edges
 from mmlearn.decoding.score import score_candidates
 from mmlearn.decoding.thresholds import f1_at, tune_thresholds
 from mmlearn.decoding.trie import TokenTrie, answer_trie
@@ -161,6 +161,7 @@ def test_open_ended_tasks_get_a_clear_error_for_closed_set_decoders():
             normalize="max",
             likelihood="full",
             rows_per_batch=1,
+            tokens_per_pass=1,
             max_candidates=1,
             threshold=0.5,
             thresholds=None,
@@ -215,20 +216,29 @@ def test_constrained_rows_stop_once_the_answer_is_determined(setup):
     assert steps[0] < trie.depth  # stopped early: the longest name alone has trie.depth tokens
 
 
+def _packed_reads(plan) -> list[tuple[tuple[int, ...], int]]:
+    """(prefix, node) for every packed position the plan reads: the row's tokens up to that position."""
+    tokens, depths = plan.tokens.tolist(), plan.depths.tolist()
+    return [
+        (tuple(tokens[p - depths[p] : p + 1]), node)
+        for p, node in zip(plan.read_at.tolist(), plan.read_nodes.tolist(), strict=True)
+    ]
+
+
 def test_prefix_plan_reads_each_distribution_once_and_stops_where_answers_are_determined():
     answers = [(1, 2, 3, 9), (1, 2, 4, 9), (5, 9)]
     full = plan_prefixes(answers, "full")
     assert full.rows == [(1, 2, 3), (1, 2, 4), (5,)]  # every answer but its last token
-    read = {
-        tuple(row[: i + 1])
-        for r, row in enumerate(full.rows)
-        for i in range(len(row))
-        if full.row_nodes[r, i] >= 0
-    }
-    assert read == {(1,), (1, 2), (1, 2, 3), (1, 2, 4), (5,)} and int((full.row_nodes >= 0).sum()) == 5
+    assert full.tokens.tolist() == [1, 2, 3, 1, 2, 4, 5] and full.depths.tolist() == [0, 1, 2, 0, 1, 2, 0]
+    read = [prefix for prefix, _ in _packed_reads(full)]
+    assert sorted(read) == sorted({(1,), (1, 2), (1, 2, 3), (1, 2, 4), (5,)})  # each once
+    # a packed token sees exactly the tokens of its own row up to itself
+    starts = [p - d for p, d in enumerate(full.depths.tolist())]
+    expected_mask = [[starts[q] <= k <= q for k in range(7)] for q in range(7)]
+    assert tree_mask(full.depths).tolist() == expected_mask
     constrained = plan_prefixes(answers, "constrained")
     # only the branching prefixes () and (1, 2) are read; (1,) has one valid continuation (log 1)
-    assert constrained.rows == [(1, 2)] and constrained.row_nodes.tolist() == [[-1, 1]]
+    assert constrained.rows == [(1, 2)] and _packed_reads(constrained) == [((1, 2), 1)]
     assert constrained.num_edges == 4 and constrained.edge_candidates.tolist() == [0, 0, 1, 1, 2]
 
     # scores from arbitrary next-token logits equal the token-by-token sums they stand for
@@ -238,12 +248,7 @@ def test_prefix_plan_reads_each_distribution_once_and_stops_where_answers_are_de
     trie = TokenTrie(answers)
     for plan in (full, constrained):
         table = torch.zeros(2, plan.num_edges)
-        reads = [((), plan.root)] + [
-            (row[: i + 1], int(plan.row_nodes[r, i]))
-            for r, row in enumerate(plan.rows)
-            for i in range(len(row))
-            if plan.row_nodes[r, i] >= 0
-        ]
+        reads = [((), plan.root), *_packed_reads(plan)]
         for prefix, node in reads:
             for sample in range(2):
                 write_edges(

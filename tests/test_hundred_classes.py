@@ -19,7 +19,7 @@ def sports100(tmp_path_factory, offline_env):
     return write_sports(tmp_path_factory.mktemp("sports100"), sports100_files(test_classes=TEST_CLASSES))
 
 
-def _evaluate(root, out, decoding: str):
+def _evaluate(root, out, decoding: str, *overrides: str):
     from mmlearn.evaluation import evaluate
 
     cfg = compose(
@@ -30,6 +30,7 @@ def _evaluate(root, out, decoding: str):
             f"decoding={decoding}",
             f"paths.root_dir={out}",
             f"paths.output_dir={out}",
+            *overrides,
         ],
         "evaluate",
     )
@@ -38,9 +39,13 @@ def _evaluate(root, out, decoding: str):
     return metrics, rows
 
 
-@pytest.mark.parametrize("decoding", ["constrained", "score"])
-def test_closed_decoding_has_no_parse_failures_on_100_classes(sports100, tmp_path, decoding):
-    metrics, rows = _evaluate(sports100, tmp_path, decoding)
+@pytest.mark.parametrize(
+    ("decoding", "overrides"),
+    [("constrained", []), ("score", []), ("score", ["decoding.likelihood=full"])],
+    ids=["constrained", "score", "score_full"],
+)
+def test_closed_decoding_has_no_parse_failures_on_100_classes(sports100, tmp_path, decoding, overrides):
+    metrics, rows = _evaluate(sports100, tmp_path, decoding, *overrides)
     assert metrics["test/parse_failure_rate"] == 0.0
     assert len(rows) == TEST_CLASSES
     assert all(row["parse_ok"] and row["parsed"][0] in SPORTS100 for row in rows)

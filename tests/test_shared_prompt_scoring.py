@@ -1,10 +1,12 @@
 """Scoring candidates on a shared prompt KV cache gives the same log-likelihoods as scoring every full
 (prompt + answer) training sequence on its own, for every model family, with adapters and with
-in-context examples; a chunk of rows may cross sample boundaries. The constrained likelihood equals
+in-context examples, a pass over the whole batch or over part of it. The constrained likelihood equals
 the same full-sequence logits renormalised, token by token, over the tokens that continue a valid
 answer."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from PIL import Image
 
 from mmlearn.decoding.prefix_plan import plan_prefixes
 from mmlearn.decoding.score import score_candidates
-from mmlearn.decoding.shared_prompt import score_with_shared_prompt
+from mmlearn.decoding.shared_prompt import _check_window, _mask_kind, score_with_shared_prompt
 from mmlearn.decoding.trie import TokenTrie, answer_trie
 from mmlearn.models.adapters import attach_adapter
 from mmlearn.models.prompting import IGNORE_INDEX
@@ -69,7 +71,7 @@ def _answer_ids(spec, processor, images, answers, **extra):
     return [label[label != IGNORE_INDEX].tolist() for label in encoded["labels"]]
 
 
-def _shared(model, spec, processor, images, rows_per_batch, likelihood="full", **extra):
+def _shared(model, spec, processor, images, tokens_per_pass, likelihood="full", **extra):
     answer_ids = _answer_ids(spec, processor, images, ANSWERS, **extra)
     plan = plan_prefixes(answer_ids, likelihood)
     assert plan.rows  # some prefix beyond the prompt is fed, so the continuation path is exercised
@@ -77,18 +79,17 @@ def _shared(model, spec, processor, images, rows_per_batch, likelihood="full", *
         model,
         spec.prompt.encode(processor, PROMPTS, images, **extra),
         plan,
-        pad_token_id=processor.tokenizer.pad_token_id or 0,
-        rows_per_batch=rows_per_batch,
+        tokens_per_pass=tokens_per_pass,
         device="cpu",
     )
 
 
-def _both(model, spec, processor, images, rows_per_batch, **extra):
+def _both(model, spec, processor, images, tokens_per_pass, **extra):
     batch = {"prompts": PROMPTS, "images": images, **({"shots": extra["shots"]} if extra else {})}
     full = score_candidates(
         model, processor, spec.prompt, batch, ANSWERS, normalize="sum", rows_per_batch=64, device="cpu"
     )
-    return full, _shared(model, spec, processor, images, rows_per_batch, **extra)
+    return full, _shared(model, spec, processor, images, tokens_per_pass, **extra)
 
 
 @torch.no_grad()
@@ -120,13 +121,13 @@ def test_shared_prompt_scores_equal_full_sequence_scores(family, offline_env):
     spec = instantiate(cfg.model, _convert_="all")
     processor = spec.load_processor()
     model = _with_lora(cfg, spec)
-    full, shared = _both(
-        model, spec, processor, _images(), rows_per_batch=4
-    )  # chunks of 4 (row, sample) pairs cut across rows and samples
+    # one sample per pass (on a copy of its rows of the prompt cache)
+    full, shared = _both(model, spec, processor, _images(), tokens_per_pass=1)
     assert full.shape == shared.shape == (len(PROMPTS), len(ANSWERS))
     assert len({tuple(row.tolist()) for row in full}) == len(PROMPTS)  # the prompts really differ
     torch.testing.assert_close(shared, full, atol=1e-4, rtol=0)
-    constrained = _shared(model, spec, processor, _images(), rows_per_batch=3, likelihood="constrained")
+    # the whole batch in one pass (on the prompt cache itself)
+    constrained = _shared(model, spec, processor, _images(), tokens_per_pass=10**6, likelihood="constrained")
     torch.testing.assert_close(
         constrained, _constrained_reference(model, spec, processor, _images()), atol=1e-4, rtol=0
     )
@@ -142,7 +143,31 @@ def test_shared_prompt_scores_with_in_context_examples(offline_env):
     model = spec.load_model(quantization=None).eval()
     shot_image = Image.new("RGB", (48, 48), (90, 90, 10))
     shots = [[("An example?", [shot_image], "blue")], [], [("Another?", [], "red"), ("Third?", [], "[]")]]
-    full, shared = _both(model, spec, processor, _images(), rows_per_batch=7, shots=shots)
+    full, shared = _both(model, spec, processor, _images(), tokens_per_pass=10**6, shots=shots)
     torch.testing.assert_close(shared, full, atol=1e-4, rtol=0)
-    without, _ = _both(model, spec, processor, _images(), rows_per_batch=7)
+    without, _ = _both(model, spec, processor, _images(), tokens_per_pass=10**6)
     assert not torch.allclose(full[0], without[0])  # the examples are part of what is scored
+
+
+def _config(**text):
+    class Text:
+        _attn_implementation = "sdpa"
+        sliding_window = None
+        layer_types = None
+
+    for key, value in text.items():
+        setattr(Text, key, value)
+    return SimpleNamespace(config=SimpleNamespace(get_text_config=lambda: Text))
+
+
+def test_packed_scoring_refuses_what_its_mask_cannot_express():
+    """A custom 4-D mask replaces the family's own: flash attention takes none, and a sliding window
+    would no longer be applied, so both are refused by name instead of scoring wrongly."""
+    assert _mask_kind(_config()) == "bool" and _mask_kind(_config(_attn_implementation="eager")) == "additive"
+    with pytest.raises(ValueError, match=r"attn_implementation='flash_attention_2'.*share_prompt=false"):
+        _mask_kind(_config(_attn_implementation="flash_attention_2"))
+    sliding = _config(sliding_window=64, layer_types=["sliding_attention", "full_attention"])
+    _check_window(sliding, 63)
+    _check_window(_config(sliding_window=64, layer_types=["full_attention"]), 500)  # window unused
+    with pytest.raises(ValueError, match=r"spans 64 tokens, past the language model's sliding window \(64\)"):
+        _check_window(sliding, 64)

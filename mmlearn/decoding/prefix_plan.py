@@ -11,7 +11,9 @@ share its distribution, so each distribution is read once and every edge is look
 
 Rows are the longest needed prefixes (a needed prefix that extends no other); feeding a row after the
 prompt gives, at its position i, the distribution after its first i + 1 tokens. The empty prefix is the
-prompt's own last position.
+prompt's own last position. The rows are packed one after another into one sequence fed after the
+prompt: each packed token sees the prompt and the tokens before it in its own row (`tree_mask`), at
+the position it would have in its row (`depths`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ LIKELIHOODS = ("full", "constrained")
 class PrefixPlan:
     restricted: bool  # normalise over each prefix's trie children instead of the vocabulary
     rows: list[tuple[int, ...]]  # token rows fed after the prompt
-    row_nodes: torch.Tensor  # (rows, width): the node read at each row position, -1 where not read
+    tokens: torch.Tensor  # (packed,): the rows one after another
+    depths: torch.Tensor  # (packed,): each packed token's index in its row
+    read_at: torch.Tensor  # (reads,): the packed positions whose next-token distribution is read
+    read_nodes: torch.Tensor  # (reads,): the node read there
     children: torch.Tensor  # (nodes, max_children): each node's next tokens, padded with 0
     child_edges: torch.Tensor  # (nodes, max_children): their edge ids, -1 in the padding
     edge_candidates: torch.Tensor  # (terms,): the candidate of each term of a score
@@ -75,15 +80,15 @@ def plan_prefixes(answer_ids: Sequence[Sequence[int]], likelihood: str) -> Prefi
                 edge_candidates.append(j)
                 edge_ids.append(edge)
     rows = _longest_prefixes([prefix for prefix in nodes if prefix])
-    width = max((len(row) for row in rows), default=0)
-    row_nodes = torch.full((len(rows), width), -1, dtype=torch.long)
-    read: set[tuple[int, ...]] = set()
-    for r, row in enumerate(rows):
-        for i in range(len(row)):
-            prefix = row[: i + 1]
-            if prefix in node_index and prefix not in read:  # each node is read from one row only
-                read.add(prefix)
-                row_nodes[r, i] = node_index[prefix]
+    tokens = [token for row in rows for token in row]
+    depths = [i for row in rows for i in range(len(row))]
+    read_at, read_nodes, read = [], [], set()
+    for position, (depth, start) in enumerate(zip(depths, _row_starts(rows), strict=True)):
+        prefix = tuple(tokens[start : start + depth + 1])
+        if prefix in node_index and prefix not in read:  # each node is read once
+            read.add(prefix)
+            read_at.append(position)
+            read_nodes.append(node_index[prefix])
     fan_out = max((len(children[prefix]) for prefix in nodes), default=0)
     child_tokens = torch.zeros((len(nodes), fan_out), dtype=torch.long)
     child_edges = torch.full((len(nodes), fan_out), -1, dtype=torch.long)
@@ -94,7 +99,10 @@ def plan_prefixes(answer_ids: Sequence[Sequence[int]], likelihood: str) -> Prefi
     return PrefixPlan(
         restricted=restricted,
         rows=rows,
-        row_nodes=row_nodes,
+        tokens=torch.tensor(tokens, dtype=torch.long),
+        depths=torch.tensor(depths, dtype=torch.long),
+        read_at=torch.tensor(read_at, dtype=torch.long),
+        read_nodes=torch.tensor(read_nodes, dtype=torch.long),
         children=child_tokens,
         child_edges=child_edges,
         edge_candidates=torch.tensor(edge_candidates, dtype=torch.long),
@@ -109,6 +117,23 @@ def _longest_prefixes(prefixes: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
     """The prefixes that extend no other one in the set, longest first."""
     extended = {prefix[:depth] for prefix in prefixes for depth in range(len(prefix))}
     return sorted((p for p in prefixes if p not in extended), key=lambda p: (-len(p), p))
+
+
+def _row_starts(rows: list[tuple[int, ...]]) -> list[int]:
+    """For every packed token, the packed position where its row starts."""
+    starts, position = [], 0
+    for row in rows:
+        starts += [position] * len(row)
+        position += len(row)
+    return starts
+
+
+def tree_mask(depths: torch.Tensor) -> torch.Tensor:
+    """(packed, packed) bool: packed token q sees token k when k is q or one of the tokens before it in
+    its row (a row starts `depths[q]` tokens before q)."""
+    position = torch.arange(depths.numel(), device=depths.device)
+    q, k = position[:, None], position[None, :]
+    return (k <= q) & (k >= q - depths[:, None])
 
 
 def edge_log_probs(logits: torch.Tensor, nodes: torch.Tensor, plan: PrefixPlan) -> torch.Tensor:

@@ -2,23 +2,26 @@
 forward passes of (samples x candidates) rows; the answer's end token is part of the scored span, so a
 label that is a prefix of another (`not` / `not_informative`) stays distinguishable.
 
-`normalize=sum` (the default) scores log P(answer + end | prompt), so a softmax over the candidates is
-the model's own distribution restricted to the valid answers: calibrated per-class probabilities, and
-for multi-label tasks exact per-label marginals. `mean` (per-token average) removes the bias towards
-short answers but is no longer a probability; use it to compare, not for thresholds.
+`likelihood=constrained` (the default) normalises every step over the tokens that continue some
+valid answer: the distribution `decoding=constrained` follows greedily, here summed exactly over every
+answer. Its per-class probabilities are those of the model forced to answer validly (they sum to 1 by
+construction); a step with one valid continuation counts log 1, so nothing after the point where an
+answer is determined is computed (at 100 classes about 13x fewer token positions than `full`).
+`likelihood=full` is the model's own likelihood over its whole vocabulary (as lm-eval scores
+choices): a softmax over the candidates is the model's distribution restricted to the valid answers.
+For a model trained on the answers the two agree closely; zero-shot they differ (`full` also weighs
+how likely the model finds the rest of each label, and so favours short labels).
 
-`likelihood=full` (the default) is the model's own likelihood over its whole vocabulary.
-`likelihood=constrained` normalises every step over the tokens that continue some valid answer: the
-distribution `decoding=constrained` follows greedily, here summed exactly over every answer. Its
-per-class probabilities are those of the model forced to answer validly; a step with one valid
-continuation counts log 1, so nothing after the point where an answer is determined is computed
-(at 100 classes about 13x fewer token positions than `full`). For a model trained on the answers the
-two agree closely; zero-shot they differ (`full` also weighs how likely the model finds the rest of
-each label).
+`normalize=sum` (the default) scores log P(answer + end | prompt): calibrated per-class
+probabilities, and for multi-label tasks exact per-label marginals. `mean` (per-token average, `full`
+only) removes the bias towards short answers but is no longer a probability; use it to compare, not
+for thresholds.
 
 `share_prompt=true` (the default) encodes each prompt and its images once and scores the candidates
-as continuations of its KV cache (mmlearn/decoding/shared_prompt.py); `false` scores every full
-(prompt + answer) sequence on its own, the reference the shared path is tested against.
+as continuations of its KV cache, packed into one sequence per sample behind a tree attention mask
+(mmlearn/decoding/shared_prompt.py; `tokens_per_pass` bounds a pass); `false` scores every full
+(prompt + answer) sequence on its own, `rows_per_batch` at a time: the reference the shared path is
+tested against, and the way for attention implementations that take no custom mask (flash attention).
 
 Multi-class: the argmax candidate; `scores` are the softmax over the K labels.
 Multi-label: the candidates are the 2^K valid JSON arrays; P(label present) is the summed probability
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import torch
 
-from mmlearn.decoding.base import Decoded, Decoder, pad_or_eos, require_closed_answers
+from mmlearn.decoding.base import Decoded, Decoder, require_closed_answers
 from mmlearn.decoding.prefix_plan import LIKELIHOODS, PrefixPlan, plan_prefixes
 from mmlearn.decoding.shared_prompt import score_with_shared_prompt
 from mmlearn.models.prompting import IGNORE_INDEX
@@ -48,6 +51,7 @@ class ScoreDecoder(Decoder):
         normalize: str,
         likelihood: str,
         rows_per_batch: int,
+        tokens_per_pass: int,
         max_candidates: int,
         threshold: float,
         thresholds: dict[str, float] | None,
@@ -60,11 +64,13 @@ class ScoreDecoder(Decoder):
         if likelihood == "constrained" and (normalize != "sum" or not share_prompt):
             raise ValueError(
                 "decoding.likelihood=constrained needs decoding.normalize=sum and decoding.share_prompt=true "
-                f"(got normalize={normalize!r}, share_prompt={share_prompt})"
+                f"(got normalize={normalize!r}, share_prompt={share_prompt}); "
+                "add decoding.likelihood=full for those settings"
             )
         self.normalize = normalize
         self.likelihood = likelihood
         self.rows_per_batch = rows_per_batch
+        self.tokens_per_pass = tokens_per_pass
         self.max_candidates = max_candidates
         self.threshold = threshold
         self.thresholds = dict(thresholds) if thresholds else None
@@ -81,6 +87,7 @@ class ScoreDecoder(Decoder):
             normalize=self.normalize,
             likelihood=self.likelihood,
             rows_per_batch=self.rows_per_batch,
+            tokens_per_pass=self.tokens_per_pass,
             max_candidates=self.max_candidates,
             threshold=self.threshold,
             thresholds=thresholds,
@@ -100,8 +107,7 @@ class ScoreDecoder(Decoder):
                 module.model,
                 batch["inputs"],
                 plan,
-                pad_token_id=pad_or_eos(module.processor.tokenizer),
-                rows_per_batch=self.rows_per_batch,
+                tokens_per_pass=self.tokens_per_pass,
                 device=module.device,
             )
             if self.normalize == "mean":

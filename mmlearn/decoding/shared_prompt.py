@@ -1,16 +1,19 @@
 """Candidate scoring that encodes each prompt (and its images) once: a prefill over the batch's
-prompts, exactly as `generate` runs its first step, then the token rows of a `PrefixPlan` (the
-candidates' prefixes whose next-token distributions the scores read, mmlearn/decoding/prefix_plan.py)
-as continuations of that prompt's KV cache, many (row, sample) pairs per forward pass.
+prompts, exactly as `generate` runs its first step, then one more forward pass that feeds every token
+row of a `PrefixPlan` (the candidates' prefixes whose next-token distributions the scores read,
+mmlearn/decoding/prefix_plan.py) after the prompt's KV cache, packed into one sequence per sample. A
+tree attention mask lets each packed token see the prompt and the earlier tokens of its own row, at
+the positions it would have in its row, so a pass costs about what prefilling that many tokens costs:
+no per-row copies of the prompt's cache, and logits only where a distribution is read.
 
 The steps are transformers' own generation hooks, so every family's specifics (Qwen2-VL's 3-D rope
 positions, PaliGemma's `token_type_ids`, Mllama's cross-attention mask, IDEFICS's image states) are
 handled by the family's code, the same code `generate` runs:
 `_prepare_position_ids_for_generation` -> `prepare_inputs_for_generation(is_first_iteration=True)` ->
-forward -> `_update_model_kwargs_for_generation(num_new_tokens=W)` -> per chunk of (row, sample)
-pairs, the cache and the per-sample inputs are selected row by row -> `prepare_inputs_for_generation(
-next_sequence_length=W)` -> forward. tests/test_shared_prompt_scoring.py checks, for every tiny
-family, that the scores equal scoring each full (prompt + answer) sequence on its own.
+forward -> `_update_model_kwargs_for_generation(num_new_tokens=T)` -> `prepare_inputs_for_generation(
+next_sequence_length=T)`, whose consecutive positions become each token's position in its row and
+whose 2-D attention mask becomes the tree mask -> forward. tests/test_shared_prompt_scoring.py checks,
+for every tiny family, that the scores equal scoring each full (prompt + answer) sequence on its own.
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ import inspect
 import torch
 from transformers.generation.utils import MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL
 
-from mmlearn.decoding.prefix_plan import PrefixPlan, gather_scores, write_edges
+from mmlearn.decoding.prefix_plan import PrefixPlan, gather_scores, tree_mask, write_edges
 
 # per-sample inputs whose batch dimension is not the first
 BATCH_DIM = {"position_ids": lambda t: 1 if t.dim() == 3 else 0}
+# the attention implementations that take a custom 4-D mask, and the mask each takes
+MASKS = {"sdpa": "bool", "eager": "additive"}
+CACHE_KEYS = ("cache", "past_key_values")  # transformers >= 5.24 names the KV cache `cache`
 
 
 @torch.no_grad()
@@ -33,16 +39,16 @@ def score_with_shared_prompt(
     prompts: dict,
     plan: PrefixPlan,
     *,
-    pad_token_id: int,
-    rows_per_batch: int,
+    tokens_per_pass: int,
     device,
 ) -> torch.Tensor:
     """Every candidate's score (the sum of its terms in `plan`) for every prompt: an (n, c) tensor on
-    CPU. `prompts` are left-padded prompt inputs (as for `generate`)."""
+    CPU. `prompts` are left-padded prompt inputs (as for `generate`); at most `tokens_per_pass` packed
+    tokens (samples x packed rows) go through the model at once."""
     # a PEFT model injects its adapter layers into the transformers model, whose generation hooks we call
     model = model.get_base_model() if hasattr(model, "get_base_model") else model
     input_ids = prompts["input_ids"].to(device)
-    n = input_ids.shape[0]
+    n, length = input_ids.shape
     forward_args = inspect.signature(model.forward).parameters
     kwargs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in prompts.items() if k != "input_ids"}
     kwargs["use_cache"] = True
@@ -59,67 +65,98 @@ def score_with_shared_prompt(
     samples = torch.arange(n, device=device)
     if plan.root is not None:  # the answers' first tokens, read at the prompt's last position
         write_edges(table, samples, torch.full((n,), plan.root, device=device), plan, prefill.logits[:, -1])
-    if plan.rows:
-        cache = prefill.past_key_values
+    width = plan.tokens.numel()
+    if plan.read_at.numel():
+        _check_window(model, length + int(plan.depths.max()))
+        mask_kind = _mask_kind(model)
+        cache_key = next(key for key in CACHE_KEYS if hasattr(prefill, key))
+        cache = getattr(prefill, cache_key)
         for key in MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL:
             kwargs.pop(key, None)
-        continued = _ContinuedInputs(model, prefill, kwargs)
-        tokens = _row_tokens(plan.rows, pad_token_id).to(device)
-        lengths = torch.tensor([len(row) for row in plan.rows], device=device)
-        # (row, sample) pairs, rows longest first, so that a chunk's pairs have similar widths
-        pairs = torch.arange(len(plan.rows) * n, device=device)
-        for chunk in pairs.split(rows_per_batch):
-            rows, samples = chunk // n, chunk % n
-            width = int(lengths[rows].max())
-            valid = torch.arange(width, device=device) < lengths[rows][:, None]
-            row_kwargs = {k: _select(k, v, samples, n) for k, v in continued(width).items()}
-            mask = row_kwargs["attention_mask"]
-            mask[:, -width:] = valid.to(mask)
-            ids = torch.cat([input_ids[samples], tokens[rows, :width]], dim=1)
+        continued = model._update_model_kwargs_for_generation(
+            prefill, dict(kwargs), is_encoder_decoder=False, num_new_tokens=width
+        )
+        for key in CACHE_KEYS:
+            continued.pop(key, None)
+        prompt_mask = kwargs["attention_mask"].bool()
+        tree = tree_mask(plan.depths)
+        ids = torch.cat([input_ids, plan.tokens.expand(n, -1)], dim=1)
+        reads = plan.read_at.numel()
+        for chunk in samples.split(max(1, tokens_per_pass // width)):
             inputs = model.prepare_inputs_for_generation(
-                ids, next_sequence_length=width, past_key_values=_select_cache(cache, samples), **row_kwargs
+                ids[chunk],
+                next_sequence_length=width,
+                **{cache_key: cache if len(chunk) == n else _select_cache(cache, chunk)},
+                **{k: _select(k, v, chunk, n) for k, v in continued.items()},
             )
-            logits = model(**inputs).logits  # (pairs, width, vocab)
-            nodes = plan.row_nodes[rows, :width]
-            read = nodes >= 0
-            write_edges(table, samples[:, None].expand_as(nodes)[read], nodes[read], plan, logits[read])
+            inputs["attention_mask"] = _packed_mask(prompt_mask[chunk], tree, mask_kind, model.dtype)
+            if inputs.get("position_ids") is None:
+                raise NotImplementedError(
+                    f"{type(model).__name__} gives no position ids for tokens after the prompt, so packed "
+                    "candidate scoring cannot place them; use decoding.share_prompt=false decoding.likelihood=full"
+                )
+            positions = inputs["position_ids"]  # consecutive after the prompt: each token's row position
+            inputs["position_ids"] = positions[..., :1] + plan.depths
+            if "logits_to_keep" in forward_args:
+                inputs["logits_to_keep"] = plan.read_at
+                logits = model(**inputs).logits  # (samples, reads, vocab)
+            else:
+                logits = model(**inputs).logits[:, plan.read_at]
+            write_edges(
+                table,
+                chunk.repeat_interleave(reads),
+                plan.read_nodes.repeat(len(chunk)),
+                plan,
+                logits.reshape(len(chunk) * reads, -1),
+            )
     return gather_scores(table, plan).cpu()
 
 
-class _ContinuedInputs:
-    """The per-sample inputs for `width` tokens after the prompt, as the family's own generation update
-    extends them (attention mask, positions, token types, cross-attention masks), once per width."""
-
-    def __init__(self, model, prefill, kwargs: dict) -> None:
-        self.model, self.prefill, self.kwargs = model, prefill, kwargs
-        self._by_width: dict[int, dict] = {}
-
-    def __call__(self, width: int) -> dict:
-        if width not in self._by_width:
-            updated = self.model._update_model_kwargs_for_generation(
-                self.prefill, dict(self.kwargs), is_encoder_decoder=False, num_new_tokens=width
-            )
-            updated.pop("past_key_values", None)
-            self._by_width[width] = updated
-        return self._by_width[width]
+def _mask_kind(model) -> str:
+    implementation = model.config.get_text_config()._attn_implementation
+    if implementation not in MASKS:
+        raise ValueError(
+            f"decoding.share_prompt=true packs the candidates behind a custom attention mask, which "
+            f"attn_implementation={implementation!r} cannot take ({sorted(MASKS)} can); set "
+            "model.attn_implementation=sdpa for evaluation, or decoding.share_prompt=false decoding.likelihood=full"
+        )
+    return MASKS[implementation]
 
 
-def _row_tokens(rows: list[tuple[int, ...]], pad_token_id: int) -> torch.Tensor:
-    tokens = torch.full((len(rows), max(len(row) for row in rows)), pad_token_id, dtype=torch.long)
-    for r, row in enumerate(rows):
-        tokens[r, : len(row)] = torch.tensor(row)
-    return tokens
+def _check_window(model, span: int) -> None:
+    """A custom mask replaces the family's sliding-window mask: refuse spans the window would cut."""
+    text = model.config.get_text_config()
+    window = getattr(text, "sliding_window", None)
+    if window and "sliding_attention" in (getattr(text, "layer_types", None) or ()) and span >= window:
+        raise ValueError(
+            f"a prompt plus candidate prefix spans {span} tokens, past the language model's sliding "
+            f"window ({window}), which packed candidate scoring does not apply; use decoding.share_prompt=false decoding.likelihood=full"
+        )
+
+
+def _packed_mask(prompt_mask: torch.Tensor, tree: torch.Tensor, kind: str, dtype) -> torch.Tensor:
+    """(samples, 1, packed, prompt + packed): each packed token sees the sample's prompt (not its
+    padding) and its own row up to itself. sdpa takes it as bool, eager as additive."""
+    s, width = prompt_mask.shape[0], tree.shape[0]
+    visible = torch.cat(
+        [prompt_mask[:, None, None, :].expand(s, 1, width, -1), tree.expand(s, 1, width, width)], dim=-1
+    )
+    if kind == "bool":
+        return visible
+    return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(
+        ~visible, torch.finfo(dtype).min
+    )
 
 
 def _select(key: str, value, samples: torch.Tensor, n: int):
-    """The rows of a per-sample input for the given samples (repeats allowed); anything that is not
-    per sample passes through."""
+    """The rows of a per-sample input for the given samples; anything that is not per sample passes
+    through."""
     if not torch.is_tensor(value):
         return value
     dim = BATCH_DIM.get(key, lambda t: 0)(value)
     if value.dim() == 0 or value.shape[dim] != n:
         return value
-    return value.index_select(dim, samples)  # a new tensor: the caller may write into it
+    return value.index_select(dim, samples)
 
 
 def _select_cache(cache, samples: torch.Tensor):
