@@ -17,12 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SEED_MAX_NEW_TOKENS = 64  # seed 001's inference example and its VLM_MAX_NEW_TOKENS default
 LABEL_SETS = (5, 20, 100)
-# decoder name in the figures -> its overrides; score_constrained is score with likelihood=constrained
+# decoder name in the figures -> its overrides; score is the default (likelihood=constrained),
+# score_full the model's likelihood over its whole vocabulary
 DECODINGS = {
     "generate": ["decoding=generate"],
     "constrained": ["decoding=constrained"],
     "score": ["decoding=score"],
-    "score_constrained": ["decoding=score", "decoding.likelihood=constrained"],
+    "score_full": ["decoding=score", "decoding.likelihood=full"],
 }
 
 
