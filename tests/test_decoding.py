@@ -162,6 +162,7 @@ def test_open_ended_tasks_get_a_clear_error_for_closed_set_decoders():
             likelihood="full",
             rows_per_batch=1,
             tokens_per_pass=1,
+            segment_tokens=None,
             max_candidates=1,
             threshold=0.5,
             thresholds=None,
@@ -236,6 +237,18 @@ def test_prefix_plan_reads_each_distribution_once_and_stops_where_answers_are_de
     starts = [p - d for p, d in enumerate(full.depths.tolist())]
     expected_mask = [[starts[q] <= k <= q for k in range(7)] for q in range(7)]
     assert tree_mask(full.depths).tolist() == expected_mask
+    # segments: whole rows, at most `width` tokens unless one row is longer; every read kept once
+    for width, expected in [(1, [3, 3, 1]), (3, [3, 3, 1]), (4, [3, 4]), (7, [7])]:
+        segments = full.segments(width)
+        assert [s.tokens.numel() for s in segments] == expected
+        assert torch.cat([s.tokens for s in segments]).tolist() == full.tokens.tolist()
+        offsets = [sum(expected[:k]) for k in range(len(expected))]
+        reads = [
+            (o + p, node)
+            for s, o in zip(segments, offsets, strict=True)
+            for p, node in zip(s.read_at.tolist(), s.read_nodes.tolist(), strict=True)
+        ]
+        assert reads == list(zip(full.read_at.tolist(), full.read_nodes.tolist(), strict=True))
     constrained = plan_prefixes(answers, "constrained")
     # only the branching prefixes () and (1, 2) are read; (1,) has one valid continuation (log 1)
     assert constrained.rows == [(1, 2)] and _packed_reads(constrained) == [((1, 2), 1)]

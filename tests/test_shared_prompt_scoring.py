@@ -71,7 +71,7 @@ def _answer_ids(spec, processor, images, answers, **extra):
     return [label[label != IGNORE_INDEX].tolist() for label in encoded["labels"]]
 
 
-def _shared(model, spec, processor, images, tokens_per_pass, likelihood="full", **extra):
+def _shared(model, spec, processor, images, tokens_per_pass, likelihood="full", segment_tokens=None, **extra):
     answer_ids = _answer_ids(spec, processor, images, ANSWERS, **extra)
     plan = plan_prefixes(answer_ids, likelihood)
     assert plan.rows  # some prefix beyond the prompt is fed, so the continuation path is exercised
@@ -80,6 +80,7 @@ def _shared(model, spec, processor, images, tokens_per_pass, likelihood="full", 
         spec.prompt.encode(processor, PROMPTS, images, **extra),
         plan,
         tokens_per_pass=tokens_per_pass,
+        segment_tokens=segment_tokens,
         device="cpu",
     )
 
@@ -126,6 +127,9 @@ def test_shared_prompt_scores_equal_full_sequence_scores(family, offline_env):
     assert full.shape == shared.shape == (len(PROMPTS), len(ANSWERS))
     assert len({tuple(row.tolist()) for row in full}) == len(PROMPTS)  # the prompts really differ
     torch.testing.assert_close(shared, full, atol=1e-4, rtol=0)
+    # every row a segment of its own, the whole batch at once
+    rows_apart = _shared(model, spec, processor, _images(), tokens_per_pass=10**6, segment_tokens=1)
+    torch.testing.assert_close(rows_apart, full, atol=1e-4, rtol=0)
     # the whole batch in one pass (on the prompt cache itself)
     constrained = _shared(model, spec, processor, _images(), tokens_per_pass=10**6, likelihood="constrained")
     torch.testing.assert_close(

@@ -20,10 +20,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from itertools import pairwise
 
 import torch
 
 LIKELIHOODS = ("full", "constrained")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of whole rows of the packed sequence, fed in one forward pass."""
+
+    tokens: torch.Tensor
+    depths: torch.Tensor
+    read_at: torch.Tensor
+    read_nodes: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,29 @@ class PrefixPlan:
     @property
     def num_candidates(self) -> int:
         return len(self.answer_lengths)
+
+    def segments(self, width: int) -> list[Segment]:
+        """The packed sequence cut at row boundaries into pieces of at most `width` tokens (a longer
+        row is a piece of its own), each with the reads that fall in it, positions relative to it."""
+        starts = [*(self.depths == 0).nonzero()[:, 0].tolist(), self.tokens.numel()]
+        bounds, first = [], 0
+        for start, end in pairwise(starts):
+            if end - first > width and start > first:
+                bounds.append((first, start))
+                first = start
+        bounds.append((first, starts[-1]))
+        pieces = []
+        for start, end in bounds:
+            inside = (self.read_at >= start) & (self.read_at < end)
+            pieces.append(
+                Segment(
+                    self.tokens[start:end],
+                    self.depths[start:end],
+                    self.read_at[inside] - start,
+                    self.read_nodes[inside],
+                )
+            )
+        return pieces
 
     def to(self, device) -> PrefixPlan:
         """The plan with its index tensors on `device` (where the model's logits are)."""

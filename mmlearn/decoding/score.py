@@ -52,6 +52,7 @@ class ScoreDecoder(Decoder):
         likelihood: str,
         rows_per_batch: int,
         tokens_per_pass: int,
+        segment_tokens: int | None,
         max_candidates: int,
         threshold: float,
         thresholds: dict[str, float] | None,
@@ -71,6 +72,7 @@ class ScoreDecoder(Decoder):
         self.likelihood = likelihood
         self.rows_per_batch = rows_per_batch
         self.tokens_per_pass = tokens_per_pass
+        self.segment_tokens = segment_tokens
         self.max_candidates = max_candidates
         self.threshold = threshold
         self.thresholds = dict(thresholds) if thresholds else None
@@ -88,6 +90,7 @@ class ScoreDecoder(Decoder):
             likelihood=self.likelihood,
             rows_per_batch=self.rows_per_batch,
             tokens_per_pass=self.tokens_per_pass,
+            segment_tokens=self.segment_tokens,
             max_candidates=self.max_candidates,
             threshold=self.threshold,
             thresholds=thresholds,
@@ -108,6 +111,7 @@ class ScoreDecoder(Decoder):
                 batch["inputs"],
                 plan,
                 tokens_per_pass=self.tokens_per_pass,
+                segment_tokens=self.segment_tokens,
                 device=module.device,
             )
             if self.normalize == "mean":

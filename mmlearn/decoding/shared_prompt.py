@@ -1,14 +1,15 @@
 """Candidate scoring that encodes each prompt (and its images) once: a prefill over the batch's
 prompts, exactly as `generate` runs its first step, then one more forward pass that feeds every token
 row of a `PrefixPlan` (the candidates' prefixes whose next-token distributions the scores read,
-mmlearn/decoding/prefix_plan.py) after the prompt's KV cache, packed into one sequence per sample. A
-tree attention mask lets each packed token see the prompt and the earlier tokens of its own row, at
-the positions it would have in its row, so a pass costs about what prefilling that many tokens costs:
-no per-row copies of the prompt's cache, and logits only where a distribution is read.
+mmlearn/decoding/prefix_plan.py) after the prompt's KV cache, packed into one sequence per sample
+(cut into a few segments when the pack is much longer than the prompt). A tree attention mask lets
+each packed token see the prompt and the earlier tokens of its own row, at the positions it would
+have in its row, so a pass costs about what prefilling that many tokens costs: no per-row copies of
+the prompt's cache, and logits only where a distribution is read.
 
 The steps are transformers' own generation hooks, so every family's specifics (Qwen2-VL's 3-D rope
 positions, PaliGemma's `token_type_ids`, Mllama's cross-attention mask, IDEFICS's image states) are
-handled by the family's code, the same code `generate` runs:
+handled by the family's code, the same code `generate` runs (per segment width T):
 `_prepare_position_ids_for_generation` -> `prepare_inputs_for_generation(is_first_iteration=True)` ->
 forward -> `_update_model_kwargs_for_generation(num_new_tokens=T)` -> `prepare_inputs_for_generation(
 next_sequence_length=T)`, whose consecutive positions become each token's position in its row and
@@ -24,7 +25,7 @@ import inspect
 import torch
 from transformers.generation.utils import MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL
 
-from mmlearn.decoding.prefix_plan import PrefixPlan, gather_scores, tree_mask, write_edges
+from mmlearn.decoding.prefix_plan import PrefixPlan, Segment, gather_scores, tree_mask, write_edges
 
 # per-sample inputs whose batch dimension is not the first
 BATCH_DIM = {"position_ids": lambda t: 1 if t.dim() == 3 else 0}
@@ -40,11 +41,14 @@ def score_with_shared_prompt(
     plan: PrefixPlan,
     *,
     tokens_per_pass: int,
+    segment_tokens: int | None,
     device,
 ) -> torch.Tensor:
     """Every candidate's score (the sum of its terms in `plan`) for every prompt: an (n, c) tensor on
-    CPU. `prompts` are left-padded prompt inputs (as for `generate`); at most `tokens_per_pass` packed
-    tokens (samples x packed rows) go through the model at once."""
+    CPU. `prompts` are left-padded prompt inputs (as for `generate`). The packed rows go in segments of
+    at most `segment_tokens` tokens (None: twice the prompt's length; a segment's attention costs its
+    width times prompt + width, so a long pack is cheaper in pieces), at most `tokens_per_pass` packed
+    tokens (samples x segment width) through the model at once."""
     # a PEFT model injects its adapter layers into the transformers model, whose generation hooks we call
     model = model.get_base_model() if hasattr(model, "get_base_model") else model
     input_ids = prompts["input_ids"].to(device)
@@ -65,51 +69,75 @@ def score_with_shared_prompt(
     samples = torch.arange(n, device=device)
     if plan.root is not None:  # the answers' first tokens, read at the prompt's last position
         write_edges(table, samples, torch.full((n,), plan.root, device=device), plan, prefill.logits[:, -1])
-    width = plan.tokens.numel()
     if plan.read_at.numel():
         _check_window(model, length + int(plan.depths.max()))
-        mask_kind = _mask_kind(model)
-        cache_key = next(key for key in CACHE_KEYS if hasattr(prefill, key))
-        cache = getattr(prefill, cache_key)
         for key in MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL:
             kwargs.pop(key, None)
-        continued = model._update_model_kwargs_for_generation(
-            prefill, dict(kwargs), is_encoder_decoder=False, num_new_tokens=width
-        )
-        for key in CACHE_KEYS:
-            continued.pop(key, None)
-        prompt_mask = kwargs["attention_mask"].bool()
-        tree = tree_mask(plan.depths)
-        ids = torch.cat([input_ids, plan.tokens.expand(n, -1)], dim=1)
-        reads = plan.read_at.numel()
-        for chunk in samples.split(max(1, tokens_per_pass // width)):
-            inputs = model.prepare_inputs_for_generation(
-                ids[chunk],
-                next_sequence_length=width,
-                **{cache_key: cache if len(chunk) == n else _select_cache(cache, chunk)},
-                **{k: _select(k, v, chunk, n) for k, v in continued.items()},
-            )
-            inputs["attention_mask"] = _packed_mask(prompt_mask[chunk], tree, mask_kind, model.dtype)
-            if inputs.get("position_ids") is None:
-                raise NotImplementedError(
-                    f"{type(model).__name__} gives no position ids for tokens after the prompt, so packed "
-                    "candidate scoring cannot place them; use decoding.share_prompt=false decoding.likelihood=full"
+        packed = _PackedPasses(model, prefill, kwargs, input_ids, forward_args)
+        segments = plan.segments(segment_tokens or 2 * length)
+        widest = max(segment.tokens.numel() for segment in segments)
+        for chunk in samples.split(max(1, tokens_per_pass // widest)):
+            cache = packed.cache if len(chunk) == n else _select_cache(packed.cache, chunk)
+            for segment in segments:
+                logits = packed(chunk, cache, segment)  # (samples, reads, vocab)
+                reads = segment.read_at.numel()
+                write_edges(
+                    table,
+                    chunk.repeat_interleave(reads),
+                    segment.read_nodes.repeat(len(chunk)),
+                    plan,
+                    logits.reshape(len(chunk) * reads, -1),
                 )
-            positions = inputs["position_ids"]  # consecutive after the prompt: each token's row position
-            inputs["position_ids"] = positions[..., :1] + plan.depths
-            if "logits_to_keep" in forward_args:
-                inputs["logits_to_keep"] = plan.read_at
-                logits = model(**inputs).logits  # (samples, reads, vocab)
-            else:
-                logits = model(**inputs).logits[:, plan.read_at]
-            write_edges(
-                table,
-                chunk.repeat_interleave(reads),
-                plan.read_nodes.repeat(len(chunk)),
-                plan,
-                logits.reshape(len(chunk) * reads, -1),
-            )
     return gather_scores(table, plan).cpu()
+
+
+class _PackedPasses:
+    """Forward passes of packed segments after the prompt: the family's generation hooks give the
+    inputs for `width` tokens after the prompt (once per width); their 2-D attention mask becomes the
+    tree mask and their consecutive positions each token's position in its row."""
+
+    def __init__(self, model, prefill, kwargs: dict, input_ids: torch.Tensor, forward_args) -> None:
+        self.model, self.prefill, self.kwargs, self.input_ids = model, prefill, kwargs, input_ids
+        self.keep_logits = "logits_to_keep" in forward_args
+        self.mask_kind = _mask_kind(model)
+        self.cache_key = next(key for key in CACHE_KEYS if hasattr(prefill, key))
+        self.cache = getattr(prefill, self.cache_key)
+        self.prompt_mask = kwargs["attention_mask"].bool()
+        self._by_width: dict[int, dict] = {}
+
+    def continued(self, width: int) -> dict:
+        if width not in self._by_width:
+            updated = self.model._update_model_kwargs_for_generation(
+                self.prefill, dict(self.kwargs), is_encoder_decoder=False, num_new_tokens=width
+            )
+            for key in CACHE_KEYS:
+                updated.pop(key, None)
+            self._by_width[width] = updated
+        return self._by_width[width]
+
+    def __call__(self, chunk: torch.Tensor, cache, segment: Segment) -> torch.Tensor:
+        """The next-token logits at the segment's reads for the chunk's samples, on `cache` (the
+        chunk's prompt cache, left as it is: the pass appends to a shallow copy)."""
+        model, n, width = self.model, self.input_ids.shape[0], segment.tokens.numel()
+        ids = torch.cat([self.input_ids[chunk], segment.tokens.expand(len(chunk), -1)], dim=1)
+        inputs = model.prepare_inputs_for_generation(
+            ids,
+            next_sequence_length=width,
+            **{self.cache_key: _fork_cache(cache)},
+            **{k: _select(k, v, chunk, n) for k, v in self.continued(width).items()},
+        )
+        tree = tree_mask(segment.depths)
+        inputs["attention_mask"] = _packed_mask(self.prompt_mask[chunk], tree, self.mask_kind, model.dtype)
+        if inputs.get("position_ids") is None:
+            raise NotImplementedError(
+                f"{type(model).__name__} gives no position ids for tokens after the prompt, so packed "
+                "candidate scoring cannot place them; use decoding.share_prompt=false decoding.likelihood=full"
+            )
+        inputs["position_ids"] = inputs["position_ids"][..., :1] + segment.depths
+        if self.keep_logits:
+            inputs["logits_to_keep"] = segment.read_at
+            return model(**inputs).logits
+        return model(**inputs).logits[:, segment.read_at]
 
 
 def _mask_kind(model) -> str:
@@ -159,9 +187,15 @@ def _select(key: str, value, samples: torch.Tensor, n: int):
     return value.index_select(dim, samples)
 
 
+def _fork_cache(cache):
+    """A shallow copy of a cache: a forward pass appends to it (new tensors) and leaves `cache` as it is."""
+    fork = copy.copy(cache)
+    fork.layers = [copy.copy(layer) for layer in cache.layers]
+    return fork
+
+
 def _select_cache(cache, samples: torch.Tensor):
     """A copy of the prefill cache holding the given samples' rows; the prefill cache is untouched."""
-    rows = copy.copy(cache)
-    rows.layers = [copy.copy(layer) for layer in cache.layers]
+    rows = _fork_cache(cache)
     rows.batch_select_indices(samples)
     return rows
