@@ -25,7 +25,10 @@ class NonFiniteLossError(RuntimeError):
 def oom_advice(pl_module, batch: dict, trainer) -> str:
     input_ids = batch["inputs"]["input_ids"]
     batch_size, length = input_ids.shape
-    checkpointing = bool(getattr(pl_module.model, "is_gradient_checkpointing", False))
+    # what transformers' is_activation_checkpointing reads (its older name warns in 5.x, gone in 6)
+    checkpointing = any(
+        getattr(m, "gradient_checkpointing", False) is True for m in pl_module.model.modules()
+    )
     estimate = estimate_model(
         pl_module.model,
         dtype_bytes=checkpoint_dtype_bytes(pl_module),
