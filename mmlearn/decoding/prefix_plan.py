@@ -35,6 +35,7 @@ class Segment:
     depths: torch.Tensor
     read_at: torch.Tensor
     read_nodes: torch.Tensor
+    mask: torch.Tensor  # tree_mask(depths)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class PrefixPlan:
                     self.depths[start:end],
                     self.read_at[inside] - start,
                     self.read_nodes[inside],
+                    tree_mask(self.depths[start:end]),
                 )
             )
         return pieces
@@ -117,8 +119,8 @@ def plan_prefixes(answer_ids: Sequence[Sequence[int]], likelihood: str) -> Prefi
     tokens = [token for row in rows for token in row]
     depths = [i for row in rows for i in range(len(row))]
     read_at, read_nodes, read = [], [], set()
-    for position, (depth, start) in enumerate(zip(depths, _row_starts(rows), strict=True)):
-        prefix = tuple(tokens[start : start + depth + 1])
+    for position, depth in enumerate(depths):
+        prefix = tuple(tokens[position - depth : position + 1])  # its row, up to this token
         if prefix in node_index and prefix not in read:  # each node is read once
             read.add(prefix)
             read_at.append(position)
@@ -151,15 +153,6 @@ def _longest_prefixes(prefixes: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
     """The prefixes that extend no other one in the set, longest first."""
     extended = {prefix[:depth] for prefix in prefixes for depth in range(len(prefix))}
     return sorted((p for p in prefixes if p not in extended), key=lambda p: (-len(p), p))
-
-
-def _row_starts(rows: list[tuple[int, ...]]) -> list[int]:
-    """For every packed token, the packed position where its row starts."""
-    starts, position = [], 0
-    for row in rows:
-        starts += [position] * len(row)
-        position += len(row)
-    return starts
 
 
 def tree_mask(depths: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ for thresholds.
 
 `share_prompt=true` (the default) encodes each prompt and its images once and scores the candidates
 as continuations of its KV cache, packed into one sequence per sample behind a tree attention mask
-(mmlearn/decoding/shared_prompt.py; `tokens_per_pass` bounds a pass); `false` scores every full
+(mmlearn/decoding/shared_prompt.py; `segment_tokens` and `tokens_per_pass` bound a pass); `false` scores every full
 (prompt + answer) sequence on its own, `rows_per_batch` at a time: the reference the shared path is
 tested against, and the way for attention implementations that take no custom mask (flash attention).
 

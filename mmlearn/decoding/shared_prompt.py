@@ -25,13 +25,14 @@ import inspect
 import torch
 from transformers.generation.utils import MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL
 
-from mmlearn.decoding.prefix_plan import PrefixPlan, Segment, gather_scores, tree_mask, write_edges
+from mmlearn.decoding.prefix_plan import PrefixPlan, Segment, gather_scores, write_edges
 
 # per-sample inputs whose batch dimension is not the first
 BATCH_DIM = {"position_ids": lambda t: 1 if t.dim() == 3 else 0}
 # the attention implementations that take a custom 4-D mask, and the mask each takes
 MASKS = {"sdpa": "bool", "eager": "additive"}
 CACHE_KEYS = ("cache", "past_key_values")  # transformers >= 5.24 names the KV cache `cache`
+UNPACKED = "decoding.share_prompt=false decoding.likelihood=full"  # the path that needs no custom mask
 
 
 @torch.no_grad()
@@ -126,12 +127,13 @@ class _PackedPasses:
             **{self.cache_key: _fork_cache(cache)},
             **{k: _select(k, v, chunk, n) for k, v in self.continued(width).items()},
         )
-        tree = tree_mask(segment.depths)
-        inputs["attention_mask"] = _packed_mask(self.prompt_mask[chunk], tree, self.mask_kind, model.dtype)
+        inputs["attention_mask"] = _packed_mask(
+            self.prompt_mask[chunk], segment.mask, self.mask_kind, model.dtype
+        )
         if inputs.get("position_ids") is None:
             raise NotImplementedError(
                 f"{type(model).__name__} gives no position ids for tokens after the prompt, so packed "
-                "candidate scoring cannot place them; use decoding.share_prompt=false decoding.likelihood=full"
+                f"candidate scoring cannot place them; use {UNPACKED}"
             )
         inputs["position_ids"] = inputs["position_ids"][..., :1] + segment.depths
         if self.keep_logits:
@@ -146,7 +148,7 @@ def _mask_kind(model) -> str:
         raise ValueError(
             f"decoding.share_prompt=true packs the candidates behind a custom attention mask, which "
             f"attn_implementation={implementation!r} cannot take ({sorted(MASKS)} can); set "
-            "model.attn_implementation=sdpa for evaluation, or decoding.share_prompt=false decoding.likelihood=full"
+            f"model.attn_implementation=sdpa for evaluation, or {UNPACKED}"
         )
     return MASKS[implementation]
 
@@ -158,7 +160,7 @@ def _check_window(model, span: int) -> None:
     if window and "sliding_attention" in (getattr(text, "layer_types", None) or ()) and span >= window:
         raise ValueError(
             f"a prompt plus candidate prefix spans {span} tokens, past the language model's sliding "
-            f"window ({window}), which packed candidate scoring does not apply; use decoding.share_prompt=false decoding.likelihood=full"
+            f"window ({window}), which packed candidate scoring does not apply; use {UNPACKED}"
         )
 
 
