@@ -98,3 +98,27 @@ def test_the_memory_estimate_grows_with_the_batch_and_shrinks_with_checkpointing
     assert large.activations == 2 * small.activations and large.weights == small.weights
     assert at(2, checkpointing=True).activations < small.activations
     assert small.weights == sum(p.numel() * 4 for p in model.parameters())  # float32, nothing in 4 bit
+
+
+def test_out_of_memory_advice_sees_gradient_checkpointing_in_the_model(tiny_qwen2vl):
+    """The advice reads checkpointing from the model's layers (not a deprecated transformers property):
+    turning it on shrinks the activation estimate and marks the knob as already on."""
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForImageTextToText
+
+    from mmlearn.faults import oom_advice
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl)
+    module = SimpleNamespace(model=model, spec=SimpleNamespace(torch_dtype="float32"))
+    batch = {"inputs": {"input_ids": torch.zeros(64, 50_000, dtype=torch.long)}}  # GiB-sized activations
+    trainer = SimpleNamespace(precision="32-true", accumulate_grad_batches=1)
+
+    def activations(advice: str) -> float:
+        return float(next(ln for ln in advice.splitlines() if "activations:" in ln).split()[1])
+
+    before = oom_advice(module, batch, trainer)
+    model.gradient_checkpointing_enable()
+    after = oom_advice(module, batch, trainer)
+    assert "(already on)" not in before and "model.gradient_checkpointing=true (already on)" in after
+    assert activations(after) < activations(before)
