@@ -14,11 +14,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 
 from mmlearn.io import write_atomic
 
 FINISHED, FAILED, UNFINISHED = "finished", "failed", "running-or-killed"
+
+
+class ControllerConfig(Callback):
+    """Hydra callback: gives the multirun controller the `${hydra:...}` resolver. Hydra 1.3 sets
+    HydraConfig only when a job starts, so the sweeper's and launcher's own `hydra.sweep.dir`, which
+    goes through `paths.log_dir` to `${hydra:runtime.cwd}`, fails with "HydraConfig was not set".
+    Installs the composed controller config as Hydra's run mode does (and its multirun will: hydra PR
+    #3439, not in 1.3.8); every job still installs its own, and the previous one is back at the end."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self.previous = HydraConfig.instance().cfg
+        HydraConfig.instance().set_config(config)
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        HydraConfig.instance().cfg = self.previous
 
 
 class SweepGroup(Callback):
