@@ -8,7 +8,6 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from mmlearn.comparison.report import write_report
-from mmlearn.evaluation import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -17,11 +16,30 @@ MODE_KEYS = {"run_dir", "shots", "shots_per_class", "shot_seed", "resample"}
 COMPARE_KEYS = ("modes", "reference", "bootstrap")
 
 
-def mode_configs(cfg: DictConfig, out: Path) -> dict[str, DictConfig]:
+def check_modes(cfg: DictConfig) -> None:
+    """Every mode's mandatory value, at once, before anything loads: merged onto the shared config a
+    `???` would be dropped, and `fine_tuned` would silently evaluate the base model."""
     if not cfg.modes:
         raise ValueError(
             "modes is empty: name at least two, e.g. modes={zero_shot: {}, two_shot: {shots: 2}}"
         )
+    missing = [
+        f"modes.{name}.{key}"
+        for name, delta in cfg.modes.items()
+        for key in delta or {}
+        if OmegaConf.is_missing(delta, key)
+    ]
+    if missing:
+        names = sorted({key.split(".")[1] for key in missing})
+        raise ValueError(
+            f"{', '.join(missing)} must be set (a run_dir is a training run of this model and data, "
+            f"e.g. {missing[0]}=runs/train/<run>/<time>), or the mode left out: "
+            + " ".join(f"~modes.{name}" for name in names)
+        )
+
+
+def mode_configs(cfg: DictConfig, out: Path) -> dict[str, DictConfig]:
+    check_modes(cfg)
     shared = OmegaConf.to_container(cfg, resolve=True)
     for key in COMPARE_KEYS:
         shared.pop(key)
@@ -39,6 +57,8 @@ def mode_configs(cfg: DictConfig, out: Path) -> dict[str, DictConfig]:
 def compare(cfg: DictConfig) -> list[dict]:
     out = Path(cfg.paths.output_dir)
     configs = mode_configs(cfg, out)
+    from mmlearn.evaluation import evaluate  # after the modes are checked: a config error loads nothing
+
     for name, mode_cfg in configs.items():
         log.info("mode %s", name)
         evaluate(mode_cfg)

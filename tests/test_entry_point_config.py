@@ -1,0 +1,43 @@
+"""What a newcomer types first: compare.py without a fine-tuned run fails naming the key."""
+
+import pytest
+
+from tests.conftest import compose, run_script
+
+PATHS = ["paths.root_dir=/tmp/mmlearn-entry", "paths.output_dir=/tmp/mmlearn-entry/out"]
+
+
+def test_compare_without_a_run_dir_fails_before_loading_anything(tmp_path):
+    out = run_script("compare.py", f"hydra.run.dir={tmp_path}", check=False, timeout=300)
+    assert out.returncode != 0
+    assert "modes.fine_tuned.run_dir must be set" in out.stderr
+    assert "~modes.fine_tuned" in out.stderr
+    assert "mode zero_shot" not in out.stdout + out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "compare.log"]  # no mode evaluated
+
+
+def test_every_missing_mode_value_is_named_at_once():
+    from mmlearn.comparison.run import check_modes
+
+    cfg = compose([*PATHS, "+modes.other={run_dir: ???}"], "compare")
+    with pytest.raises(
+        ValueError, match=r"modes\.fine_tuned\.run_dir, modes\.other\.run_dir must be set"
+    ) as e:
+        check_modes(cfg)
+    assert str(e.value).endswith("~modes.fine_tuned ~modes.other")
+
+
+def test_compare_modes_with_a_run_dir_or_without_the_mode(tmp_path):
+    from mmlearn.comparison.run import mode_configs
+
+    cfg = compose([*PATHS, "modes.fine_tuned.run_dir=/runs/a"], "compare")
+    configs = mode_configs(cfg, tmp_path)
+    assert {name: c.run_dir for name, c in configs.items()} == {
+        "zero_shot": None,
+        "two_shot": None,
+        "fine_tuned": "/runs/a",
+    }
+    assert list(mode_configs(compose([*PATHS, "~modes.fine_tuned"], "compare"), tmp_path)) == [
+        "zero_shot",
+        "two_shot",
+    ]
