@@ -1,4 +1,5 @@
-"""What a newcomer types first: compare.py without a fine-tuned run fails naming the key."""
+"""What a newcomer types first: compare.py without a fine-tuned run fails naming the key, and
+data=sports100 alone composes an image-only run."""
 
 import pytest
 
@@ -41,3 +42,15 @@ def test_compare_modes_with_a_run_dir_or_without_the_mode(tmp_path):
         "zero_shot",
         "two_shot",
     ]
+
+
+@pytest.mark.parametrize("config", ["train", "evaluate"])
+def test_sports100_alone_is_image_only(config):
+    assert compose([*PATHS, "data=sports100"], config).data.modality.name == "image"
+    assert compose([*PATHS, "data=sports100", "modality=text"], config).data.modality.name == "text"
+    assert compose([*PATHS], config).data.modality.name == "text_image"
+
+
+def test_an_experiment_still_sets_the_modality_of_sports100():
+    cfg = compose([*PATHS, "experiment=crisismmd/informative_text", "data=sports100"])
+    assert cfg.data.modality.name == "text"
