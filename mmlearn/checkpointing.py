@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from mmlearn.io import default_mode
+from mmlearn.io import default_mode, normalise_modes
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -42,7 +42,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def save_directory_atomic(directory: str | Path, save: Callable[[Path], None]) -> Path:
-    """`save(staging)` fills a sibling staging directory, which then takes the final name in one rename.
+    """`save(staging)` fills a sibling staging directory, which then takes the final name in one rename;
+    every file and folder in it gets the permissions of the rest of the run (not mkdtemp's 0700 or
+    safetensors' 0600).
 
     A directory cannot be renamed over a non-empty one, so an existing target is first moved aside and
     removed only after the new one is in place: a crash leaves either the old or the new directory.
@@ -52,7 +54,7 @@ def save_directory_atomic(directory: str | Path, save: Callable[[Path], None]) -
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.staging.", dir=directory.parent))
     try:
         save(staging)
-        os.chmod(staging, default_mode(directory=True))
+        normalise_modes(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -15,6 +15,17 @@ def default_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
+def normalise_modes(root: str | Path) -> Path:
+    """Give a directory tree the permissions open()/mkdir() would: writers that stage through a
+    temporary file (safetensors, mkstemp, mkdtemp) leave 0600 files and 0700 directories behind."""
+    root = Path(root)
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        os.chmod(path, default_mode(directory=path.is_dir()))
+    return root
+
+
 def write_atomic(path: str | Path, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
