@@ -1,5 +1,6 @@
 """Exporting a finished training run: the adapter merged into its base model (a plain model directory
-that `from_pretrained` loads), or the adapter alone with the processor."""
+that `from_pretrained` loads), or the adapter alone with the processor; either with the run's
+mmlearn.json and a model card saying what it was exported from."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from mmlearn.artefacts import describe_export, read_description, write_description
+from mmlearn.checkpointing import save_directory_atomic
 from mmlearn.evaluation import load_run_config
-from mmlearn.io import write_atomic
 from mmlearn.models.adapters import load_adapter
 
 log = logging.getLogger(__name__)
@@ -36,14 +38,21 @@ def export(cfg: DictConfig) -> Path:
         raise FileExistsError(f"{out} already exists; choose another output_dir")
     run_cfg = load_run_config(run_dir)
     spec = instantiate(run_cfg.model, _convert_="all")
-    staging = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    if cfg.merge:
-        merge_adapter(spec, adapter_dir).save_pretrained(staging)
-    else:
-        shutil.copytree(adapter_dir, staging)
-    spec.load_processor().save_pretrained(staging)
-    write_atomic(staging / "mmlearn_run.txt", f"exported from {run_dir.resolve()} (merge={cfg.merge})\n")
-    staging.rename(out)
+    description = read_description(adapter_dir)
+    if description is None:
+        log.warning(
+            "%s has no mmlearn.json (trained before mmlearn wrote it): the export has none", adapter_dir
+        )
+
+    def save(staging: Path) -> None:
+        if cfg.merge:
+            merge_adapter(spec, adapter_dir).save_pretrained(staging)
+        else:
+            shutil.copytree(adapter_dir, staging, dirs_exist_ok=True)
+        spec.load_processor().save_pretrained(staging)
+        if description is not None:
+            write_description(staging, describe_export(description, run_dir, cfg.merge))
+
+    save_directory_atomic(out, save)
     log.info("exported to %s", out)
     return out

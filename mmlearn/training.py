@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -12,6 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from mmlearn.artefacts import describe_run, save_described
 from mmlearn.building import build_callbacks, build_datamodule, build_loggers, build_module
 from mmlearn.checkpointing import save_directory_atomic
 from mmlearn.io import write_atomic, write_json, write_jsonl
@@ -99,7 +101,9 @@ def fit_and_test(cfg: DictConfig, out: Path, config: dict) -> dict[str, float]:
     if best_score is not None:
         metrics[f"{cfg.optimized_metric}_best"] = float(best_score)
     if trainer.is_global_zero:
-        save_directory_atomic(out / ("adapter" if module.is_peft else "model"), module.save_trained)
+        described = describe_run(cfg, module, datamodule, metrics)
+        save = partial(save_described, save=module.save_trained, description=described)
+        save_directory_atomic(out / ("adapter" if module.is_peft else "model"), save)
         write_json(out / "metrics.json", metrics)
     log.info("run directory: %s", out)
     return metrics
