@@ -10,9 +10,9 @@ from mmlearn.artefacts.snippet import loading_snippet
 
 PIPELINE_TAG = "image-text-to-text"
 _WHAT = {
-    "adapter": "A {peft} adapter",
+    "adapter": "A `peft={peft}` adapter",
     "full_model": "A fully fine-tuned model",
-    "merged_model": "A {peft} adapter merged into its base weights",
+    "merged_model": "A `peft={peft}` adapter merged into its base weights",
 }
 _RELATION = {"adapter": "adapter", "full_model": "finetune", "merged_model": "finetune"}
 

@@ -46,7 +46,8 @@ def _rendering(prompt_format, processor, prompt: str, n_images: int) -> dict:
 
 
 def processor_call(prompt_format, uses_image: bool) -> dict:
-    """How images are passed and which extra arguments the processor takes, besides left padding."""
+    """How images are passed, which extra arguments the processor takes besides left padding, and which
+    of its outputs are not model inputs."""
     if isinstance(prompt_format, IdeficsPrompt):
         images, kwargs = "interleaved", {"add_end_of_utterance_token": False}
     elif isinstance(prompt_format, ChatTemplatePrompt):
@@ -59,6 +60,8 @@ def processor_call(prompt_format, uses_image: bool) -> dict:
         "padding": True,
         "padding_side": "left",
         "kwargs": kwargs,
+        # PaliGemma's processor returns all -100 `labels` without a suffix: not a generate input
+        "drop": ["labels"] if isinstance(prompt_format, PaliGemmaPrompt) else [],
     }
 
 

@@ -60,7 +60,7 @@ def _inputs(description: dict) -> str:
     how = prompt["processor_call"]["images"]
     extra = "".join(f", {k}={v!r}" for k, v in prompt["processor_call"]["kwargs"].items())
     load = 'ImageOps.exif_transpose(Image.open(s["image"])).convert("RGB")'
-    if how == "interleaved":
+    if "segments" in prompt:  # IDEFICS: a list of text segments and images per prompt
         return (
             f'    texts = [[{load} if part == "<image>" else fill(part, s) '
             'for part in prompt["segments"]] for s in samples]\n'
@@ -74,10 +74,12 @@ def _inputs(description: dict) -> str:
     elif how == "nested":
         lines += f"    images = [[{load}] for s in samples]\n"
         images = "images=images, "
-    return lines + (
+    lines += (
         f'    inputs = processor(text=texts, {images}padding=True, padding_side="left", '
         f'return_tensors="pt"{extra})\n'
     )
+    drop = prompt["processor_call"]["drop"]
+    return lines + (f"    for key in {drop!r}:\n        inputs.pop(key, None)\n" if drop else "")
 
 
 def _example(description: dict) -> str:
@@ -108,4 +110,4 @@ def loading_snippet(description: dict) -> str:
         '    return processor.batch_decode(new, **card["decoding"]["batch_decode"])\n'
     )
     imports = _imports(adapter, many, description["data"]["uses_image"], quantized)
-    return "\n".join([imports, _loading(adapter, quantized), fill, answer, _example(description)])
+    return imports + _loading(adapter, quantized) + "\n\n".join(["", fill, answer, _example(description)])
