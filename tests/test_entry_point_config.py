@@ -1,9 +1,12 @@
-"""What a newcomer types first: compare.py without a fine-tuned run fails naming the key, and
-data=sports100 alone composes an image-only run."""
+"""What a newcomer types first: compare.py without a fine-tuned run fails naming the key,
+data=sports100 alone composes an image-only run, and --help is a short usage."""
+
+import os
+import subprocess
 
 import pytest
 
-from tests.conftest import compose, run_script
+from tests.conftest import REPO, compose, run_script
 
 PATHS = ["paths.root_dir=/tmp/mmlearn-entry", "paths.output_dir=/tmp/mmlearn-entry/out"]
 
@@ -54,3 +57,25 @@ def test_sports100_alone_is_image_only(config):
 def test_an_experiment_still_sets_the_modality_of_sports100():
     cfg = compose([*PATHS, "experiment=crisismmd/informative_text", "data=sports100"])
     assert cfg.data.modality.name == "text"
+
+
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py", "compare.py"])
+def test_help_is_a_short_usage_with_the_groups_and_examples(script):
+    out = run_script(script, "--help", timeout=120).stdout
+    assert out.startswith(f"mmlearn {script}: LoRA / QLoRA fine-tuning")
+    assert "python train.py -m experiment=demo peft.adapter.r=4,8" in out
+    assert "\nmodality: image, text, text_image\n" in out
+    assert "sports100" in out.split("Config groups")[1]
+    assert f'eval "$(python {script} -sc install=bash)"' in out
+    assert "optimized_metric" not in out and "_target_" not in out  # not Hydra's config dump
+    assert len(out.splitlines()) < 60
+
+
+def test_the_documented_tab_completion_installs_in_bash():
+    env = dict(os.environ, PATH=f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    out = subprocess.run(
+        ["bash", "-c", 'eval "$(python train.py -sc install=bash)" && complete -p python'],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "hydra_bash_completion" in out.stdout
