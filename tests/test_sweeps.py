@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -110,8 +111,10 @@ def test_an_empty_directory_is_an_error(tmp_path):
         find_jobs(tmp_path)
 
 
-def _train(*overrides, timeout=900):
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+def _train(log_dir, *overrides, timeout=900):
+    """A multirun as users start it: no hydra.sweep.dir, the runs under MMLEARN_LOG_DIR; returns the
+    process and its multirun directory, `<log dir>/train/multirun/<time>`."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MMLEARN_LOG_DIR=str(log_dir))
     out = subprocess.run(
         [sys.executable, "train.py", *overrides],
         cwd=REPO,
@@ -120,14 +123,15 @@ def _train(*overrides, timeout=900):
         timeout=timeout,
         env=env,
     )
-    return out
+    sweeps = list((log_dir / "train" / "multirun").glob("*"))
+    assert len(sweeps) == 1, (sweeps, out.stderr[-3000:])
+    return out, sweeps[0]
 
 
 @pytest.mark.slow
 def test_grid_multirun_and_its_summary(tmp_path, tiny_qwen2vl, demo_dir):
-    sweep = tmp_path / "grid"
-    out = _train("-m", *TINY, "peft.adapter.r=4,8", "optimizer.lr=1e-4,1e-3", "trainer.max_steps=2",
-                 f"data.root={demo_dir}", f"hydra.sweep.dir={sweep}")  # fmt: skip
+    out, sweep = _train(tmp_path, "-m", *TINY, "peft.adapter.r=4,8", "optimizer.lr=1e-4,1e-3",
+                        "trainer.max_steps=2", f"data.root={demo_dir}")  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     jobs = summarize(sweep)
     assert len(jobs) == 4 and all(j.status == FINISHED for j in jobs)
@@ -150,9 +154,8 @@ def test_grid_multirun_and_its_summary(tmp_path, tiny_qwen2vl, demo_dir):
 
 @pytest.mark.slow
 def test_optuna_search_runs_its_trials(tmp_path, tiny_qwen2vl, demo_dir):
-    sweep = tmp_path / "optuna"
-    out = _train("hparams_search=lora_optuna", "hydra.sweeper.n_trials=2", *TINY, "trainer.max_steps=1",
-                 "data.batch_size=16", f"data.root={demo_dir}", f"hydra.sweep.dir={sweep}")  # fmt: skip
+    out, sweep = _train(tmp_path, "hparams_search=lora_optuna", "hydra.sweeper.n_trials=2", *TINY,
+                        "trainer.max_steps=1", "data.batch_size=16", f"data.root={demo_dir}")  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert set(result["best_params"]) == {
@@ -166,9 +169,8 @@ def test_optuna_search_runs_its_trials(tmp_path, tiny_qwen2vl, demo_dir):
 @pytest.mark.slow
 def test_failed_jobs_write_their_error_and_the_sweep_goes_on(tmp_path, demo_dir):
     """Hydra 1.3's basic launcher runs every job of the batch, then re-raises the first failure."""
-    sweep = tmp_path / "failing"
-    out = _train("-m", *TINY, f"data.root={demo_dir}", "data.labels_file=/missing/a.txt,/missing/b.txt",
-                 f"hydra.sweep.dir={sweep}")  # fmt: skip
+    out, sweep = _train(tmp_path, "-m", *TINY, f"data.root={demo_dir}",
+                        "data.labels_file=/missing/a.txt,/missing/b.txt")  # fmt: skip
     assert out.returncode != 0 and "Error executing job with overrides" in out.stderr
     jobs = summarize(sweep)
     assert [j.status for j in jobs] == [FAILED, FAILED]
@@ -217,3 +219,30 @@ def test_local_launcher_is_the_default():
     hydra = yaml.safe_load(out.stdout)["hydra"]
     assert hydra["launcher"]["_target_"] == "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
     assert hydra["sweeper"]["_target_"] == "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+@pytest.mark.parametrize("config", ["train", "evaluate", "compare"])
+def test_the_multirun_controller_resolves_its_sweep_dir_from_the_cwd(config, tmp_path, monkeypatch):
+    """What the sweeper does before any job: hydra.sweep.dir -> paths.log_dir -> ${hydra:runtime.cwd}."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import instantiate
+
+    from tests.conftest import CONF
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("MMLEARN_ROOT", "MMLEARN_LOG_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MMLEARN_SWEEP_GROUP", "")  # restored (unset) afterwards
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # as in a fresh multirun process
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        cfg = compose(config, return_hydra_config=True)
+    callbacks = [instantiate(c) for c in cfg.hydra.callbacks.values()]
+    for callback in callbacks:
+        callback.on_multirun_start(config=cfg)
+    sweep_dir = Path(cfg.hydra.sweep.dir)
+    assert sweep_dir.parent == tmp_path / "runs" / config / "multirun"
+    assert os.environ["MMLEARN_SWEEP_GROUP"] == f"{cfg.hydra.job.name}-{sweep_dir.name}"
+    for callback in reversed(callbacks):
+        callback.on_multirun_end(config=cfg)
+    assert HydraConfig.instance().cfg is None
