@@ -182,3 +182,22 @@ def test_artefact_files_are_readable_by_everyone(card_run, folder):
     expected = {name: 0o755 if (card_run / name).is_dir() else 0o644 for name in modes}
     assert modes == expected
     assert f"{folder}/mmlearn.json" in modes and f"{folder}/README.md" in modes
+
+
+def test_base_model_is_a_hub_id_unless_a_local_directory(tmp_path):
+    from types import SimpleNamespace
+
+    from mmlearn.artefacts.describe import base_model
+
+    spec = SimpleNamespace(
+        pretrained="Qwen/Qwen2-VL-2B-Instruct", revision="main", family="qwen2vl", name="qwen2vl"
+    )
+    assert base_model(spec) == {
+        "id": "Qwen/Qwen2-VL-2B-Instruct",
+        "path": None,
+        "revision": "main",
+        "family": "qwen2vl",
+        "preset": "qwen2vl",
+    }
+    spec.pretrained = str(tmp_path)
+    assert base_model(spec)["id"] is None and base_model(spec)["path"] == str(tmp_path.resolve())

@@ -14,6 +14,10 @@ _WHAT = {
     "full_model": "A fully fine-tuned model",
     "merged_model": "A `peft={peft}` adapter merged into its base weights",
 }
+_DECODERS = {
+    "constrained": "greedy generation restricted to the valid answers through a token trie",
+    "score": "the valid answers ranked by their likelihood",
+}
 _RELATION = {"adapter": "adapter", "full_model": "finetune", "merged_model": "finetune"}
 
 
@@ -29,7 +33,8 @@ def front_matter(d: dict) -> dict:
         meta["base_model_relation"] = _RELATION[d["artefact"]]
     meta["library_name"] = "peft" if d["artefact"] == "adapter" else "transformers"
     meta["pipeline_tag"] = PIPELINE_TAG
-    tags = ["mmlearn", d["training"]["peft"], d["base_model"]["family"], d["task"]["kind"]]
+    method = "full-fine-tune" if d["training"]["peft"] == "none" else d["training"]["peft"]
+    tags = ["mmlearn", method, d["base_model"]["family"], d["task"]["kind"]]
     meta["tags"] = list(dict.fromkeys([*tags, d["data"]["name"], d["data"]["modality"], "vision-language"]))
     metrics = headline_metrics(d["metrics"])
     if metrics:
@@ -119,9 +124,10 @@ def _decoding_note(d: dict) -> str:
         "differ in floating-point rounding, which can flip a near-tie."
     )
     if not dec["plain_generate_reproduces_predictions"]:
+        how = _DECODERS.get(dec["decoder"], "another decoder")
         note += (
-            f" This run's predictions used `decoding={dec['decoder']}` (restricted to valid answers or "
-            "ranked over them), which plain `generate` does not do: free answers may differ."
+            f" This run's predictions used `decoding={dec['decoder']}` ({how}), which plain `generate` "
+            "does not do: its free answers can differ, and can fail to parse."
         )
     return note
 
