@@ -9,10 +9,13 @@ from mmlearn.models.towers import TowerPlan
 from mmlearn.module import VLMFineTuner
 
 
-def build_datamodule(cfg: DictConfig):
+def build_datamodule(cfg: DictConfig, *, read_splits: bool = True):
+    """Training reads every split up front (the data summary, the train tokens); evaluation passes
+    `read_splits=False` and the Trainer's stage reads only the split it evaluates."""
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()
-    datamodule.setup()
+    if read_splits:
+        datamodule.setup()
     return datamodule
 
 

@@ -100,7 +100,7 @@ def varied(tmp_path_factory, demo_dir):
 
 def _datamodule(root, **overrides):
     kwargs = dict(
-        train_file=str(root / "train.csv"), val_file=None, test_file=None, image_root=str(root),
+        train_file=str(root / "train.csv"), val_file=None, test_file=None, predict_file=None, image_root=str(root),
         task="multilabel", instruction="Labels: {labels}.", labels=None, labels_file=str(root / "labels.txt"),
         name="varied", modality=Modality("text_image"), on_bad_sample="error", batch_size=4,
         eval_batch_size=8, num_workers=0, monitor="f1_macro", max_length=None, group_by_length=True,

@@ -26,6 +26,9 @@ from mmlearn.tasks import MultiClassTask, MultiLabelTask
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+PREDICT = "predict"  # an unlabelled file (data.predict_file): answers only, never trained or scored on
+# what each Lightning stage reads; setup() without a stage reads every available split
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": (PREDICT,)}
 CLASSIFICATION_TASKS = {"multilabel": MultiLabelTask, "multiclass": MultiClassTask}
 
 
@@ -86,6 +89,7 @@ class VLMDataModule(L.LightningDataModule):
         self.reports: dict[str, SplitReport] = {}
         self.processor = None
         self.prompt_format = None
+        self.shots = None
 
     # --- what a dataset implements -------------------------------------------------------------
     def build_task(self):
@@ -106,12 +110,14 @@ class VLMDataModule(L.LightningDataModule):
     def task(self):
         return self.build_task()
 
-    def connect(self, processor, prompt_format) -> None:
+    def connect(self, processor, prompt_format, shots=None) -> None:
         """Late binding: the model side owns the processor and the prompt format. With them, each
         training sample's token count is known: counted once here, checked against `max_length`.
-        Evaluation prompts are neither counted nor checked (nothing ever truncates them)."""
+        Evaluation prompts are neither counted nor checked (nothing ever truncates them). `shots` (a
+        callable giving a query's in-context examples) precedes every evaluation prompt."""
         self.processor = processor
         self.prompt_format = prompt_format
+        self.shots = shots
         if "train" in self.splits and "train" not in self.lengths:
             samples = self.splits["train"]
             lengths = TokenCounter(processor, prompt_format, self.task)(samples)
@@ -136,26 +142,41 @@ class VLMDataModule(L.LightningDataModule):
             self.prepare()
 
     def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+        """Reads the splits a Lightning stage uses (every available split without a stage), each once:
+        evaluating the test split reads neither train nor val."""
         names = self.task.metric_names()
         if self.monitor not in names:
             raise ValueError(
                 f"data.monitor={self.monitor!r} is not a metric of this task; choose from {names}"
             )
-        for split in self.available_splits():
-            samples, report = self.read_split(split)
-            if not samples:
-                raise ValueError(f"split {split!r} ({report.file}) has no usable samples")
-            self.splits[split], self.reports[split] = samples, report
-            log.info(
-                "%s: %d rows read, %d samples, %d skipped, labels %s",
-                split,
-                report.read,
-                len(samples),
-                len(report.skipped),
-                report.label_counts,
-            )
+        available = self.available_splits()
+        wanted = available if stage is None else [s for s in STAGE_SPLITS[stage] if s in available]
+        for split in wanted:
+            if split not in self.splits:
+                self.splits[split], self.reports[split] = self._read(split)
+
+    def _read(self, split: str) -> tuple[list[Sample], SplitReport]:
+        samples, report = self.read_split(split)
+        if not samples:
+            raise ValueError(f"split {split!r} ({report.file}) has no usable samples")
+        log.info(
+            "%s: %d rows read, %d samples, %d skipped, labels %s",
+            split,
+            report.read,
+            len(samples),
+            len(report.skipped),
+            report.label_counts,
+        )
+        return samples, report
+
+    def examples(self, split: str = "train") -> list[Sample]:
+        """A split's samples as in-context examples: read if no stage has read it, and then not kept as
+        a split (nothing trains on them, so their tokens are never counted)."""
+        if split in self.splits:
+            return self.splits[split]
+        if split not in self.available_splits():
+            raise ValueError(f"dataset {self.name!r} has no {split} split to draw in-context examples from")
+        return self._read(split)[0]
 
     def summary(self) -> dict:
         out = {split: report.summary() for split, report in self.reports.items()}
@@ -172,7 +193,10 @@ class VLMDataModule(L.LightningDataModule):
             raise RuntimeError("call datamodule.connect(processor, prompt_format) before loading batches")
         if split not in self.splits:
             raise ValueError(f"dataset {self.name!r} has no {split} split")
-        collator = (TrainCollator if train else PromptCollator)(self.processor, self.prompt_format, self.task)
+        if train:
+            collator = TrainCollator(self.processor, self.prompt_format, self.task)
+        else:
+            collator = PromptCollator(self.processor, self.prompt_format, self.task, shots=self.shots)
         dataset = SampleDataset(self.splits[split])
         if not train:
             sampler = evaluation_sampler(dataset, self.trainer)
@@ -208,9 +232,13 @@ class VLMDataModule(L.LightningDataModule):
     def test_dataloader(self):
         return self._loader("test", train=False)
 
+    def predict_dataloader(self):
+        return self._loader(PREDICT, train=False)
+
 
 class TableDataModule(VLMDataModule):
-    """Seed 001's layout: one CSV/JSONL file per split with `text`, `image_path`, `labels`."""
+    """Seed 001's layout: one CSV/JSONL file per split with `text`, `image_path`, `labels`; and
+    optionally a predict file of the same layout whose rows need no `labels`."""
 
     def __init__(
         self,
@@ -218,6 +246,7 @@ class TableDataModule(VLMDataModule):
         train_file: str | None,
         val_file: str | None,
         test_file: str | None,
+        predict_file: str | None,
         image_root: str,
         task: str,
         instruction: str,
@@ -230,7 +259,7 @@ class TableDataModule(VLMDataModule):
             raise ValueError("set exactly one of data.labels and data.labels_file")
         if task not in CLASSIFICATION_TASKS:
             raise ValueError(f"data.task must be one of {sorted(CLASSIFICATION_TASKS)}, got {task!r}")
-        self.files = {"train": train_file, "val": val_file, "test": test_file}
+        self.files = {"train": train_file, "val": val_file, "test": test_file, PREDICT: predict_file}
         self.image_root = image_root
         self.task_kind = task
         self.instruction = instruction
@@ -251,5 +280,6 @@ class TableDataModule(VLMDataModule):
             task=self.task_kind,
             modality=self.modality,
             on_bad_sample=self.on_bad_sample,
+            labelled=split != PREDICT,
         )
         return reader.read(Path(self.files[split]))

@@ -14,9 +14,10 @@ from mmlearn.data.reading import check_on_bad_sample, collect_samples
 from mmlearn.data.sample import BadSampleError, Sample, SplitReport
 
 REQUIRED_COLUMNS = ("text", "image_path", "labels")
+UNLABELLED_COLUMNS = ("text", "image_path")  # a predict file: `labels` may be absent (it is not read)
 
 
-def iter_rows(path: Path) -> Iterator[tuple[int, dict]]:
+def iter_rows(path: Path, required: tuple[str, ...] = REQUIRED_COLUMNS) -> Iterator[tuple[int, dict]]:
     """(row number, row) pairs; CSV rows count from 2 (line 1 is the header), JSONL from 1."""
     if path.suffix == ".jsonl":
         with path.open(encoding="utf-8") as handle:
@@ -32,7 +33,7 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict]]:
         return
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
             raise BadSampleError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
         for number, row in enumerate(reader, start=2):
@@ -69,7 +70,8 @@ def parse_labels(raw) -> tuple[str, ...]:
 
 
 class TableReader:
-    """Reads one split file into validated samples, raising or skipping bad rows as configured."""
+    """Reads one split file into validated samples, raising or skipping bad rows as configured.
+    `labelled=False` reads a predict file: rows without gold labels (any `labels` are not read)."""
 
     def __init__(
         self,
@@ -79,6 +81,7 @@ class TableReader:
         task: str,
         modality: Modality,
         on_bad_sample: str,
+        labelled: bool = True,
     ) -> None:
         check_on_bad_sample(on_bad_sample)
         self.image_root = Path(image_root)
@@ -86,24 +89,26 @@ class TableReader:
         self.task = task
         self.modality = modality
         self.on_bad_sample = on_bad_sample
+        self.labelled = labelled
+        self.required = REQUIRED_COLUMNS if labelled else UNLABELLED_COLUMNS
 
     def read(self, path: Path) -> tuple[list[Sample], SplitReport]:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"split file not found: {path}")
-        rows = ((f"{path}:{number}", row) for number, row in iter_rows(path))
+        rows = ((f"{path}:{number}", row) for number, row in iter_rows(path, self.required))
         return collect_samples(rows, self._sample, file=str(path), on_bad_sample=self.on_bad_sample)
 
     def _sample(self, row: dict, source: str) -> Sample:
-        missing = [c for c in REQUIRED_COLUMNS if c not in row]
+        missing = [c for c in self.required if c not in row]
         if missing:
             raise BadSampleError(f"missing key(s) {missing}")
         sample_id = str(row.get("id") or source.rsplit(":", 1)[1])
-        labels = parse_labels(row["labels"])
+        labels = parse_labels(row["labels"]) if self.labelled else ()
         unknown = sorted(set(labels) - self.labels)
         if unknown:
             raise BadSampleError(f"unknown label(s) {unknown}; allowed: {sorted(self.labels)}")
-        if self.task == "multiclass" and len(labels) != 1:
+        if self.labelled and self.task == "multiclass" and len(labels) != 1:
             raise BadSampleError(f"a multiclass row needs exactly one label, got {list(labels)}")
         text = (row["text"] or "").strip() if row["text"] is not None else ""
         if self.modality.text and not text:

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmlearn.data.datamodule import VLMDataModule
+from mmlearn.data.datamodule import PREDICT, VLMDataModule
 from mmlearn.data.datasets._files import jsonl_rows
 from mmlearn.data.images import check_image
 from mmlearn.data.reading import collect_samples
 from mmlearn.data.sample import BadSampleError, Sample, SplitReport
 from mmlearn.tasks import MultiClassTask
-
-PREDICT = "predict"
 
 
 class UnlabelledFileError(ValueError):
@@ -52,9 +50,6 @@ class HatefulMemes(VLMDataModule):
     def record_settings(self) -> dict:
         predict = self.files.get(PREDICT)
         return {"labels": self.labels, "predict_file": None if predict is None else str(predict)}
-
-    def predict_dataloader(self):
-        return self._loader(PREDICT, train=False)
 
     def read_split(self, split: str) -> tuple[list[Sample], SplitReport]:
         path = self.files[split]

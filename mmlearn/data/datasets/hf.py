@@ -3,7 +3,8 @@
 `loader: load_from_disk` opens a saved DatasetDict; any other value is a `datasets` builder
 (`imagefolder`, `parquet`, `csv`, `json`, ...) run on `root` (and `data_files`), whose Arrow cache lives
 in `cache_dir`. Columns and split names are mapped in config. Images stay in the memory-mapped Arrow
-files: a sample holds an `ArrowImageRef` and the loader decodes it when it batches it.
+files: a sample holds an `ArrowImageRef` and the loader decodes it when it batches it. `predict_file`
+(a file or directory under `root`, read with the same loader) is a `predict` split without labels.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from mmlearn.data.datamodule import CLASSIFICATION_TASKS, SPLITS, VLMDataModule
+from mmlearn.data.datamodule import CLASSIFICATION_TASKS, PREDICT, SPLITS, VLMDataModule
 from mmlearn.data.images import ArrowImageRef, check_image
 from mmlearn.data.reading import collect_samples
 from mmlearn.data.sample import BadSampleError, Sample, SplitReport
@@ -33,6 +34,7 @@ class HFDataModule(VLMDataModule):
         data_files: dict[str, str | list[str]] | None,
         cache_dir: str | None,
         splits: dict[str, str | None],
+        predict_file: str | None,
         text_column: str | None,
         image_column: str | None,
         label_column: str,
@@ -56,6 +58,7 @@ class HFDataModule(VLMDataModule):
         self.data_files = data_files
         self.cache_dir = cache_dir
         self.split_names = splits
+        self.predict_file = predict_file
         self.text_column = text_column if self.modality.text else None
         self.image_column = image_column if self.modality.image else None
         self.label_column = label_column
@@ -80,18 +83,42 @@ class HFDataModule(VLMDataModule):
             )
         return loaded
 
+    @cached_property
+    def predict_dataset(self):
+        """`predict_file` read as `root` is: a saved dataset, or a builder's input file or directory."""
+        import datasets
+
+        path = Path(self.root) / self.predict_file
+        if self.loader == "load_from_disk":
+            loaded = datasets.load_from_disk(str(path))
+        else:
+            where = {"data_files": str(path)} if path.is_file() else {"data_dir": str(path)}
+            loaded = datasets.load_dataset(self.loader, cache_dir=self.cache_dir, **where)
+        if isinstance(loaded, datasets.DatasetDict):
+            if len(loaded) != 1:
+                raise ValueError(f"data.predict_file={path} holds the splits {sorted(loaded)}: name one")
+            (loaded,) = loaded.values()
+        return loaded
+
+    def _name(self, split: str) -> str:
+        return self.predict_file if split == PREDICT else self.split_names[split]
+
     def _split(self, split: str):
-        name = self.split_names[split]
-        if name not in self.dataset:
-            raise ValueError(
-                f"{self.root}: no split {name!r} (data.splits.{split}); it has {sorted(self.dataset)}"
-            )
-        data = self.dataset[name]
-        for key in ("text_column", "image_column", "label_column", "id_column"):
+        if split == PREDICT:
+            data = self.predict_dataset
+        else:
+            name = self.split_names[split]
+            if name not in self.dataset:
+                raise ValueError(
+                    f"{self.root}: no split {name!r} (data.splits.{split}); it has {sorted(self.dataset)}"
+                )
+            data = self.dataset[name]
+        keys = ("text_column", "image_column", "id_column")
+        for key in keys if split == PREDICT else (*keys, "label_column"):
             column = getattr(self, key)
             if column is not None and column not in data.column_names:
                 raise ValueError(
-                    f"{self.root} split {name!r} has no column {column!r} (data.{key}); "
+                    f"{self.root} split {self._name(split)!r} has no column {column!r} (data.{key}); "
                     f"columns: {data.column_names}"
                 )
         return data
@@ -111,14 +138,16 @@ class HFDataModule(VLMDataModule):
         return CLASSIFICATION_TASKS[self.task_kind](self.labels, self.instruction)
 
     def available_splits(self) -> tuple[str, ...]:
-        return tuple(split for split in SPLITS if self.split_names.get(split))
+        named = tuple(split for split in SPLITS if self.split_names.get(split))
+        return named if self.predict_file is None else (*named, PREDICT)
 
     def read_split(self, split: str) -> tuple[list[Sample], SplitReport]:
         data = self._split(split)
-        columns = [c for c in (self.id_column, self.text_column, self.label_column) if c is not None]
+        label = self.label_column if split != PREDICT else None  # a predict file's labels are not read
+        columns = [c for c in (self.id_column, self.text_column, label) if c is not None]
         table = data.select_columns(columns).to_dict()
         images = self._images(data)
-        where = f"{self.root}[{self.split_names[split]}]"
+        where = f"{self.root}[{self._name(split)}]"
         rows = (
             (f"{where}:{index}", {"index": index, **{c: table[c][index] for c in columns}})
             for index in range(len(data))
@@ -143,9 +172,8 @@ class HFDataModule(VLMDataModule):
 
     def _sample(self, row: dict, source: str, split: str, images) -> Sample:
         index = row["index"]
-        sample_id = (
-            f"{self.split_names[split]}-{index}" if self.id_column is None else str(row[self.id_column])
-        )
+        prefix = PREDICT if split == PREDICT else self.split_names[split]
+        sample_id = f"{prefix}-{index}" if self.id_column is None else str(row[self.id_column])
         text = None
         if self.text_column is not None:
             text = (row[self.text_column] or "").strip()
@@ -155,7 +183,7 @@ class HFDataModule(VLMDataModule):
         if images is not None:
             image = ArrowImageRef(images, index, base_dir=Path(self.root))
             check_image(image)
-        labels = self._labels(row[self.label_column])
+        labels = () if split == PREDICT else self._labels(row[self.label_column])
         return Sample(id=sample_id, text=text, image_path=image, labels=labels, source=source)
 
     def _labels(self, raw) -> tuple[str, ...]:
