@@ -24,6 +24,8 @@ from itertools import pairwise
 
 import torch
 
+from mmlearn.models.loss import at_least_float32
+
 LIKELIHOODS = ("full", "constrained")
 
 
@@ -166,7 +168,7 @@ def tree_mask(depths: torch.Tensor) -> torch.Tensor:
 def edge_log_probs(logits: torch.Tensor, nodes: torch.Tensor, plan: PrefixPlan) -> torch.Tensor:
     """log P(child | node) for every child slot of the given nodes: (positions, max_children).
     `logits` are the next-token logits read at those nodes, (positions, vocab)."""
-    logits = logits.float()
+    logits = at_least_float32(logits)
     picked = logits.gather(1, plan.children[nodes])
     if plan.restricted:
         real = plan.child_edges[nodes] >= 0

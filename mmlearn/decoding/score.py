@@ -36,6 +36,7 @@ import torch
 from mmlearn.decoding.base import Decoded, Decoder, require_closed_answers
 from mmlearn.decoding.prefix_plan import LIKELIHOODS, PrefixPlan, plan_prefixes
 from mmlearn.decoding.shared_prompt import score_with_shared_prompt
+from mmlearn.models.loss import at_least_float32
 from mmlearn.models.prompting import IGNORE_INDEX
 from mmlearn.tasks.base import Parsed
 
@@ -170,7 +171,7 @@ def score_candidates(
     Rows are right-padded after the answer, so padding never changes a row's score."""
     n, c = len(batch["prompts"]), len(answers)
     rows = [(i, j) for i in range(n) for j in range(c)]
-    scores = torch.empty(n * c)
+    scores = torch.empty(n * c, dtype=torch.promote_types(model.dtype, torch.float32))
     for start in range(0, len(rows), rows_per_batch):
         chunk = rows[start : start + rows_per_batch]
         extra = {"shots": [batch["shots"][i] for i, _ in chunk]} if batch.get("shots") is not None else {}
@@ -190,7 +191,7 @@ def _answer_logprob(model, inputs: dict, normalize: str, device) -> torch.Tensor
     labels = inputs.pop("labels")[:, 1:]
     logits = model(**inputs).logits[:, :-1]
     mask = labels != IGNORE_INDEX
-    picked = logits[mask].float().log_softmax(dim=-1)  # only the answer positions: (tokens, vocab)
+    picked = at_least_float32(logits[mask]).log_softmax(dim=-1)  # only the answer positions: (tokens, vocab)
     token_logp = picked.gather(1, labels[mask].unsqueeze(1)).squeeze(1)
     row = torch.zeros(labels.shape[0], device=token_logp.device, dtype=token_logp.dtype)
     row.index_add_(0, mask.nonzero()[:, 0], token_logp)

@@ -66,7 +66,10 @@ def score_with_shared_prompt(
         **model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **kwargs, **first_step)
     )
     plan = plan.to(device)
-    table = torch.zeros(n, plan.num_edges, device=device)  # log P(child | node) of every trie edge
+    dtype = torch.promote_types(model.dtype, torch.float32)
+    table = torch.zeros(
+        n, plan.num_edges, dtype=dtype, device=device
+    )  # log P(child | node) of every trie edge
     samples = torch.arange(n, device=device)
     if plan.root is not None:  # the answers' first tokens, read at the prompt's last position
         write_edges(table, samples, torch.full((n,), plan.root, device=device), plan, prefill.logits[:, -1])
