@@ -6,6 +6,7 @@ import pytest
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from mmlearn.building import build_datamodule, build_module
 from mmlearn.data.collate import PromptCollator
@@ -90,7 +91,13 @@ def test_constrained_generation_never_fails_to_parse(setup):
 
 
 def test_batched_scoring_equals_row_by_row(setup):
-    _, datamodule, module = setup
+    """Rows scored 64 at a time and one at a time run other shapes (padding, batch size), so other
+    reduction orders and, across CPUs, other kernels: in float32 that alone moves a log-likelihood
+    summed over an answer's tokens by ~1e-5. The comparison runs in float64, where it moves by ~1e-13
+    (eps 2.2e-16 times accumulation lengths of a few hundred at magnitudes of ~10); 1e-9 leaves a 1000x
+    margin, while scoring a row against another row's prompt or padding moves it by ~1e-1."""
+    cfg, datamodule, _ = setup
+    module = build_module(OmegaConf.merge(cfg, {"model": {"torch_dtype": "float64"}}), datamodule.task).eval()
     samples = datamodule.splits["test"][:3]
     batch = _batch(module, datamodule.task, samples)
     answers = [answer for answer, _ in datamodule.task.candidates(limit=64)]
@@ -102,8 +109,8 @@ def test_batched_scoring_equals_row_by_row(setup):
         single = score_candidates(
             module.model, module.processor, module.spec.prompt, batch, answers, rows_per_batch=1, **kwargs
         )
-    assert batched.shape == (3, len(answers))
-    torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
+    assert batched.shape == (3, len(answers)) and batched.dtype == torch.float64
+    torch.testing.assert_close(batched, single, atol=1e-9, rtol=0)
     assert torch.isfinite(batched).all() and (batched < 0).all()
 
 

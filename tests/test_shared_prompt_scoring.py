@@ -25,6 +25,20 @@ from tests.conftest import CONF, compose
 TINY = sorted(p.stem for p in (CONF / "model").glob("*_tiny.yaml"))
 ANSWERS = ["red", "blue", "not_informative", "red urgent", '["red", "urgent"]', "[]"]
 PROMPTS = ["Which colour is this?", "Is it urgent? Answer yes or no, please.", "x"]
+# The two paths run different shapes (a packed tree-masked pass after a KV cache against separate
+# padded sequences), so other reduction orders and, across CPUs, other kernels: in float32 a summed
+# log-likelihood of magnitude ~50 moves by ~1e-5 from that alone, within a factor of ten of any honest
+# tolerance. The models compared here run in float64, where the reordering moves it by ~1e-13 (eps
+# 2.2e-16 times accumulation lengths of a few hundred at magnitudes of ~50); TOLERANCE leaves a 1000x
+# margin over that, while a token scored at the wrong position or behind the wrong mask moves a score
+# by ~1e-1.
+# Gemma 2 (PaliGemma 2's language model) is the exception: its RMSNorm computes in float32 whatever the
+# model's dtype (`x.float()`, transformers' Gemma2RMSNorm), so a norm input that differs by float64
+# noise can round to a neighbouring float32 (6e-8 relative): measured 7.6e-7 at a score of 28; 1e-5
+# leaves a 10x margin and is still four orders below a scoring mistake.
+FLOAT64 = ["model.torch_dtype=float64"]
+TOLERANCE = {"atol": 1e-9, "rtol": 0}
+FLOAT32_NORMS = {"paligemma2_tiny": {"atol": 1e-5, "rtol": 0}}
 
 
 def _images():
@@ -99,13 +113,13 @@ def _constrained_reference(model, spec, processor, images):
     tokens that the answer trie allows after the answer tokens so far."""
     answer_ids = _answer_ids(spec, processor, images, ANSWERS)
     trie = TokenTrie(answer_ids)
-    out = torch.zeros(len(PROMPTS), len(ANSWERS))
+    out = torch.zeros(len(PROMPTS), len(ANSWERS), dtype=torch.float64)
     for i in range(len(PROMPTS)):
         inputs = spec.prompt.encode(
             processor, PROMPTS[i : i + 1] * len(ANSWERS), images[i : i + 1] * len(ANSWERS), ANSWERS
         )
         labels = inputs.pop("labels")
-        logits = model(**inputs).logits.float()
+        logits = model(**inputs).logits
         for j, ids in enumerate(answer_ids):
             positions = (labels[j] != IGNORE_INDEX).nonzero()[:, 0] - 1  # logits predicting each answer token
             assert labels[j, positions + 1].tolist() == ids
@@ -118,37 +132,39 @@ def _constrained_reference(model, spec, processor, images):
 
 @pytest.mark.parametrize("family", TINY)
 def test_shared_prompt_scores_equal_full_sequence_scores(family, offline_env):
-    cfg = compose([f"model={family}", "paths.root_dir=/tmp/mmlearn-shared-prompt"])
+    cfg = compose([f"model={family}", "paths.root_dir=/tmp/mmlearn-shared-prompt", *FLOAT64])
     spec = instantiate(cfg.model, _convert_="all")
     processor = spec.load_processor()
     model = _with_lora(cfg, spec)
+    tolerance = FLOAT32_NORMS.get(family, TOLERANCE)
     # one sample per pass (on a copy of its rows of the prompt cache)
     full, shared = _both(model, spec, processor, _images(), tokens_per_pass=1)
     assert full.shape == shared.shape == (len(PROMPTS), len(ANSWERS))
+    assert full.dtype == shared.dtype == torch.float64  # what the tolerances are derived for
     assert len({tuple(row.tolist()) for row in full}) == len(PROMPTS)  # the prompts really differ
-    torch.testing.assert_close(shared, full, atol=1e-4, rtol=0)
+    torch.testing.assert_close(shared, full, **tolerance)
     # every row a segment of its own, the whole batch at once
     rows_apart = _shared(model, spec, processor, _images(), tokens_per_pass=10**6, segment_tokens=1)
-    torch.testing.assert_close(rows_apart, full, atol=1e-4, rtol=0)
+    torch.testing.assert_close(rows_apart, full, **tolerance)
     # the whole batch in one pass (on the prompt cache itself)
     constrained = _shared(model, spec, processor, _images(), tokens_per_pass=10**6, likelihood="constrained")
     torch.testing.assert_close(
-        constrained, _constrained_reference(model, spec, processor, _images()), atol=1e-4, rtol=0
+        constrained, _constrained_reference(model, spec, processor, _images()), **tolerance
     )
     # the model forced to answer validly: a distribution over the answers, unlike the full likelihood
-    torch.testing.assert_close(constrained.exp().sum(dim=1), torch.ones(len(PROMPTS)))
+    torch.testing.assert_close(constrained.exp().sum(dim=1), torch.ones(len(PROMPTS), dtype=torch.float64))
     assert (full.exp().sum(dim=1) < 0.99).all()
 
 
 def test_shared_prompt_scores_with_in_context_examples(offline_env):
-    cfg = compose(["model=qwen2vl_tiny", "paths.root_dir=/tmp/mmlearn-shared-prompt"])
+    cfg = compose(["model=qwen2vl_tiny", "paths.root_dir=/tmp/mmlearn-shared-prompt", *FLOAT64])
     spec = instantiate(cfg.model, _convert_="all")
     processor = spec.load_processor()
     model = spec.load_model(quantization=None).eval()
     shot_image = Image.new("RGB", (48, 48), (90, 90, 10))
     shots = [[("An example?", [shot_image], "blue")], [], [("Another?", [], "red"), ("Third?", [], "[]")]]
     full, shared = _both(model, spec, processor, _images(), tokens_per_pass=10**6, shots=shots)
-    torch.testing.assert_close(shared, full, atol=1e-4, rtol=0)
+    torch.testing.assert_close(shared, full, **TOLERANCE)
     without, _ = _both(model, spec, processor, _images(), tokens_per_pass=10**6)
     assert not torch.allclose(full[0], without[0])  # the examples are part of what is scored
 
