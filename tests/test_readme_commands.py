@@ -20,7 +20,9 @@ test never installs), with the same limits. An optional `[a|b]` group runs once 
 per alternative; one holding `...` (a value the user chooses) is left out. A placeholder path such as
 `runs/train/<run>/<time>` is the newest directory matching it (each `<...>` one path segment) that an
 earlier command left: a finished run with an adapter (what the README's `<run>` commands take, export.py
-only that), else any finished run (metrics.json), else a multirun (multirun.yaml).
+only that), else any finished run (metrics.json), else a multirun (multirun.yaml); each variant of one
+line takes a directory its earlier variants did not (as alternatives, not one after another: a second
+export into the same run is refused).
 """
 
 from __future__ import annotations
@@ -157,15 +159,23 @@ def variants(code: str) -> list[str]:
     return result
 
 
-def fill_placeholders(code: str, root: Path) -> str:
+def fill_placeholders(code: str, root: Path, taken: set[Path] | None = None) -> str:
+    """`code` with each placeholder path replaced by the newest matching directory not in `taken` (the
+    ones an earlier variant of the same line used; the chosen ones are added to it)."""
+    taken = set() if taken is None else taken
+
     def newest(match: re.Match) -> str:
         pattern = re.sub(r"<[^<>/]+>", "*", match.group(0))
-        dirs = [p for p in root.glob(pattern) if p.is_dir()]
+        dirs = [p for p in root.glob(pattern) if p.is_dir() and p not in taken]
         for tier in PLACEHOLDER_TIERS:
             held = [p for p in dirs if all((p / name).exists() for name in tier)]
             if held:
-                return str(max(held, key=lambda p: (p / tier[0]).stat().st_mtime).relative_to(root))
-        raise AssertionError(f"no earlier command left a directory matching {match.group(0)}")
+                chosen = max(held, key=lambda p: (p / tier[0]).stat().st_mtime)
+                taken.add(chosen)
+                return str(chosen.relative_to(root))
+        raise AssertionError(
+            f"no earlier command left a directory matching {match.group(0)} (not taken: {taken})"
+        )
 
     return re.sub(r"[\w./-]*<[^<>\s]+>[\w./<>-]*", newest, code)
 
@@ -212,9 +222,9 @@ def limits_for(code: str) -> list[str]:
 
 def run_checks(command: Command, root: Path, env: dict) -> list[str]:
     """The shell lines that run `command` as written (its make recipe, for make), size limits appended."""
-    runs = []
+    runs, taken = [], set()
     for code in variants(command.code):
-        code = fill_placeholders(code, root)
+        code = fill_placeholders(code, root, taken)
         lines = [code]
         if command.program == "make":
             recipe = _run(["make", "-n", *shlex.split(code)[1:]], root, env, check=True).stdout.splitlines()
@@ -302,6 +312,13 @@ def test_placeholders_are_the_newest_run_an_earlier_command_left(tmp_path):
     )
     assert fill_placeholders("python sweep/summarize.py runs/train/multirun/<time>", tmp_path) == (
         "python sweep/summarize.py runs/train/multirun/3"
+    )
+    taken = set()
+    assert fill_placeholders("python export.py run_dir=runs/train/<run>/<time>", tmp_path, taken) == (
+        "python export.py run_dir=runs/train/b/2"
+    )
+    assert fill_placeholders("python export.py run_dir=runs/train/<run>/<time> x=1", tmp_path, taken) == (
+        "python export.py run_dir=runs/train/a/1 x=1"
     )
     with pytest.raises(AssertionError, match="runs/evaluate/<run>"):
         fill_placeholders("python x.py runs/evaluate/<run>", tmp_path)
