@@ -494,7 +494,7 @@ def test_predict_split_needs_an_unlabelled_file(tmp_path):
 
     with pytest.raises(ValueError, match="split=predict needs predict_file="):
         with_predict_file(compose(["data=hateful_memes"], "evaluate"), None)
-    with pytest.raises(ValueError, match="data=demo reads no unlabelled file"):
-        with_predict_file(compose([], "evaluate"), "x.jsonl")
+    with pytest.raises(ValueError, match="data=mmhs150k reads no unlabelled file"):
+        with_predict_file(compose(["data=mmhs150k"], "evaluate"), "x.jsonl")
     chosen = with_predict_file(compose(["data=hateful_memes"], "evaluate"), "test_unseen.jsonl")
     assert chosen.data.predict_file == "test_unseen.jsonl"

@@ -3,6 +3,7 @@ few-shot evaluate.py runs with a comparison report through the real entry points
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -19,6 +20,8 @@ from mmlearn.tasks import MultiLabelTask
 from tests.conftest import run_script
 
 LABELS = ["red", "blue", "urgent", "question"]
+TRAIN_SPLIT_READ = re.compile(r"\btrain: \d+ rows read")
+PROGRESS_BAR = re.compile(r"Testing\b[^\n]*\b1/1\b")  # Lightning's (rich or tqdm): 1 batch of 1 done
 
 
 def _pool(n=40):
@@ -169,10 +172,13 @@ def test_zero_shot_and_two_shot_evaluations_compare(tmp_path, tiny_qwen2vl, demo
     2-shot with label scoring and thresholds tuned on val, then one report on both."""
     common = [f"data.root={demo_dir}", "data.prepare.splits={train: 16, val: 8, test: 8}"]
     zero, two = tmp_path / "zero", tmp_path / "two"
-    run_script("evaluate.py", *common, "decoding=constrained", f"hydra.run.dir={zero}")
-    run_script(
+    out = run_script("evaluate.py", *common, "decoding=constrained", f"hydra.run.dir={zero}")
+    assert not TRAIN_SPLIT_READ.search(out.stdout + out.stderr)  # zero-shot: no train split read
+    out = run_script(
         "evaluate.py", *common, "shots=2", "decoding=score", "tune_thresholds=true", f"hydra.run.dir={two}"
     )
+    log = out.stdout + out.stderr  # the shots are read from the train split, never token-counted
+    assert TRAIN_SPLIT_READ.search(log) and "tokens per sample" not in log
     metrics = json.loads((zero / "metrics.json").read_text())
     assert metrics["test/parse_failure_rate"] == 0 and metrics["test/samples_per_second"] > 0
     info = json.loads((two / "evaluation.json").read_text())
@@ -196,7 +202,7 @@ def test_zero_shot_and_two_shot_evaluations_compare(tmp_path, tiny_qwen2vl, demo
 @pytest.mark.slow
 def test_compare_runs_every_mode_in_one_command(tmp_path, tiny_qwen2vl, demo_dir):
     out = tmp_path / "compare"
-    run_script(
+    ran = run_script(
         "compare.py",
         f"data.root={demo_dir}",
         "data.prepare.splits={train: 16, val: 8, test: 8}",
@@ -211,6 +217,7 @@ def test_compare_runs_every_mode_in_one_command(tmp_path, tiny_qwen2vl, demo_dir
     table = list(csv.DictReader((out / "report.csv").open()))
     assert {r["mode"] for r in table} == {"zero_shot", "two_shot", "balanced"}
     assert (out / "report.png").stat().st_size > 0
+    assert len(PROGRESS_BAR.findall(ran.stdout + ran.stderr)) >= 3  # each mode's Trainer shows one
 
 
 def test_zero_shot_base_loads_in_4_bit_with_qlora(tiny_qwen2vl, demo_dir):

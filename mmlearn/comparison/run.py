@@ -54,6 +54,14 @@ def mode_configs(cfg: DictConfig, out: Path) -> dict[str, DictConfig]:
     return configs
 
 
+def shared_overrides() -> list[str]:
+    """compare.py's command line less its own keys: what a mode with a run_dir applies to the run's config."""
+    from mmlearn.evaluation.command_line import hydra_command_line
+
+    own = lambda o: o.lstrip("+~").split("=")[0].split(".")[0] in COMPARE_KEYS  # noqa: E731
+    return [o for o in hydra_command_line() if not own(o)]
+
+
 def compare(cfg: DictConfig) -> list[dict]:
     out = Path(cfg.paths.output_dir)
     configs = mode_configs(cfg, out)
@@ -61,7 +69,7 @@ def compare(cfg: DictConfig) -> list[dict]:
 
     for name, mode_cfg in configs.items():
         log.info("mode %s", name)
-        evaluate(mode_cfg)
+        evaluate(mode_cfg, shared_overrides())  # each mode's Trainer shows its progress bar
     table = write_report(
         {name: out / name for name in configs}, cfg.reference, out, cfg.bootstrap.samples, cfg.bootstrap.seed
     )
