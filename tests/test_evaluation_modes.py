@@ -258,7 +258,7 @@ def test_a_run_from_before_a_model_setting_existed_gets_its_default():
     conf/model/<name>.yaml; what the run recorded is kept."""
     from omegaconf import OmegaConf
 
-    from mmlearn.evaluation import with_new_model_keys
+    from mmlearn.evaluation import with_new_settings
     from tests.conftest import compose
 
     model = compose(["paths.root_dir=/tmp/x", "model.gradient_checkpointing=true"], "train").model
@@ -270,7 +270,23 @@ def test_a_run_from_before_a_model_setting_existed_gets_its_default():
         }
     )
     del recorded.model["vision_cache"]
-    filled = with_new_model_keys(recorded)
+    filled = with_new_settings(recorded)
     assert filled.model.vision_cache == compose(["paths.root_dir=/tmp/x"], "train").model.vision_cache
     assert filled.model.gradient_checkpointing is True and filled.data == recorded.data
-    assert with_new_model_keys(filled) == filled
+    assert with_new_settings(filled) == filled
+
+
+def test_a_run_from_before_a_data_setting_existed_gets_it_resolved_against_its_own_values():
+    """A demo run recorded before data.predict_file existed still evaluates (the reader requires the
+    argument); a missing derived setting is derived from the run's data.root, not today's default."""
+    from omegaconf import OmegaConf
+
+    from mmlearn.evaluation import with_new_settings
+    from tests.conftest import compose
+
+    cfg = compose(["paths.root_dir=/tmp/x", "paths.output_dir=/tmp/o", "data.root=/data/old"], "train")
+    recorded = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    del recorded.data["predict_file"], recorded.data["test_file"]
+    filled = with_new_settings(recorded)
+    assert filled.data.predict_file is None and filled.data.test_file == "/data/old/test.csv"
+    assert filled.data == OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)).data

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from mmlearn.building import build_datamodule
 from mmlearn.data.datamodule import PREDICT
 from mmlearn.evaluation.command_line import hydra_command_line, read_command_line
-from mmlearn.evaluation.config import load_run_config, with_new_model_keys, with_predict_file
+from mmlearn.evaluation.config import load_run_config, with_new_settings, with_predict_file
 from mmlearn.evaluation.describe import describe
 from mmlearn.evaluation.modules import build_base_module, build_run_module, check_label_set, shot_selector
 from mmlearn.evaluation.passes import STAGES, evaluation_trainer, read_rows, run_pass, run_split, tune_on_val
@@ -33,7 +33,7 @@ __all__ = [
     "evaluate",
     "load_run_config",
     "run_split",
-    "with_new_model_keys",
+    "with_new_settings",
     "with_predict_file",
 ]
 

@@ -11,13 +11,14 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
+FILLED_GROUPS = ("model", "data")  # groups whose option a run records by name
 
 
 def load_run_config(run_dir: Path) -> DictConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run_dir must be a directory written by train.py")
-    return with_new_model_keys(OmegaConf.load(path))
+    return with_new_settings(OmegaConf.load(path))
 
 
 def compose_current(overrides: list[str]) -> DictConfig:
@@ -37,20 +38,24 @@ def group_options(run_cfg: DictConfig, groups: tuple[str, ...]) -> list[str]:
     return [f"{g}={n}" for g, n in names.items() if n is not None and (CONF / g / f"{n}.yaml").is_file()]
 
 
-def with_new_model_keys(run_cfg: DictConfig) -> DictConfig:
-    """A run trained before a model setting existed (e.g. `model.vision_cache`) gets that setting's
-    default from conf/model/<model.name>.yaml; every value the run recorded stays as it was."""
-    options = group_options(run_cfg, ("model",))
+def with_new_settings(run_cfg: DictConfig) -> DictConfig:
+    """A run trained before a setting existed (e.g. `model.vision_cache`, `data.predict_file`) gets that
+    setting's default from today's option file of its group (conf/<group>/<name>.yaml), resolved
+    against the run's own values; every value the run recorded stays as it was."""
+    options = group_options(run_cfg, FILLED_GROUPS)
     if not options:
-        return run_cfg  # a model config from outside this repository: nothing to fill from
+        return run_cfg  # configs from outside this repository: nothing to fill from
     current = compose_current([*options, f"paths.root_dir={run_cfg.paths.root_dir}"])
-    missing = {k: current.model[k] for k in current.model if k not in run_cfg.model}
-    if not missing:
+    missing = {}
+    for group in (option.split("=")[0] for option in options):
+        raw = OmegaConf.to_container(current[group], resolve=False)
+        missing[group] = {k: v for k, v in raw.items() if k not in run_cfg[group]}
+    if not any(missing.values()):
         return run_cfg
-    log.warning("run config has no model.%s: using today's defaults %s", ", model.".join(missing), missing)
-    return OmegaConf.merge(
-        run_cfg, {"model": OmegaConf.to_container(OmegaConf.create(missing), resolve=True)}
-    )
+    for group, keys in missing.items():
+        if keys:
+            log.warning("run config has no %s.%s: using today's defaults", group, f", {group}.".join(keys))
+    return OmegaConf.create(OmegaConf.to_container(OmegaConf.merge(run_cfg, missing), resolve=True))
 
 
 def with_predict_file(source: DictConfig, predict_file: str | None) -> DictConfig:
