@@ -60,6 +60,7 @@ def test_the_run_is_the_base_and_the_command_line_applies_on_top(tmp_path):
     # a key that evaluate.yaml's own default option lacks: `+` tells Hydra (else it refuses the key)
     score = _evaluated(run, "+decoding.likelihood=full")
     assert score.decoding.likelihood == "full" and score.decoding.normalize == "sum"
+    assert "plugins" in kept.trainer and "plugins" not in _evaluated(run, "~trainer.plugins").trainer
 
 
 def test_a_value_the_run_set_itself_stays_when_what_it_would_derive_from_changes(tmp_path):

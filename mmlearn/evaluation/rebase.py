@@ -64,10 +64,7 @@ def rebase(run: DictConfig, cfg: DictConfig, command: CommandLine) -> DictConfig
         if _top(key) in run and _top(key) not in JOB_KEYS and _top(key) not in command.groups:
             _set(base, run, key, _raw(cfg, key), key in command.added)
     for key in command.deleted:
-        parent, _, leaf = key.rpartition(".")
-        node = OmegaConf.select(base, parent) if parent else base
-        if isinstance(node, DictConfig) and leaf in node:
-            del node[leaf]
+        _delete(base, key)
     for key, interpolation in derived_settings(run, command).items():
         OmegaConf.update(base, key, interpolation, merge=False)
     missing = sorted(OmegaConf.missing_keys(base))
@@ -90,6 +87,13 @@ def _set(base: DictConfig, run: DictConfig, key: str, value, added: bool) -> Non
             f"{key}; choose the group on the command line too ({_top(key)}=<option> {key}=...)"
         )
     OmegaConf.update(base, key, value, merge=False, force_add=True)
+
+
+def _delete(base: DictConfig, key: str) -> None:
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(base, parent) if parent else base
+    if isinstance(node, DictConfig) and leaf in node:
+        del node[leaf]
 
 
 def check_root_followed(run: DictConfig, merged: DictConfig, command: CommandLine) -> None:
