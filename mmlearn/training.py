@@ -86,6 +86,7 @@ def fit_and_test(cfg: DictConfig, out: Path, config: dict) -> dict[str, float]:
     module = build_module(cfg, datamodule.task)
     datamodule.connect(module.processor, module.spec.prompt)  # counts tokens; may skip over-long samples
     write_data_report(out, datamodule)
+    skipped_up_front = len(datamodule.skipped())
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=build_callbacks(cfg), logger=build_loggers(cfg) or False
     )
@@ -97,6 +98,8 @@ def fit_and_test(cfg: DictConfig, out: Path, config: dict) -> dict[str, float]:
     best = best_checkpoint(trainer)
     best_score = trainer.checkpoint_callback.best_model_score if best else None
     trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)
+    if len(datamodule.skipped()) != skipped_up_front:  # images that broke in a batch (on_bad_sample=skip)
+        write_data_report(out, datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     if best_score is not None:
         metrics[f"{cfg.optimized_metric}_best"] = float(best_score)

@@ -53,7 +53,7 @@ def test_yaml_keys_are_constructor_arguments(path):
         params = _accepted_arguments(get_object(node["_target_"]))
         if params is None:
             continue
-        keys = {k for k in node if not k.startswith("_")}
+        keys = {k for k in node if not k.startswith("_") and k != "defaults"}  # Hydra's, not the target's
         unknown = keys - params
         assert not unknown, f"{where}: {sorted(unknown)} are not arguments of {node['_target_']}"
 

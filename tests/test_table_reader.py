@@ -6,16 +6,17 @@ import pytest
 from PIL import Image
 
 from mmlearn.data.modality import Modality
+from mmlearn.data.policy import InputPolicy
 from mmlearn.data.sample import BadSampleError
 from mmlearn.data.table_reader import TableReader, parse_labels
 
 LABELS = ["racist", "sexist", "homophobe"]
+INPUTS = {"encoding": "utf-8-sig", "max_image_pixels": 40_000_000, "image_background": [255, 255, 255]}
 
 
-def _reader(root, on_bad_sample="error", task="multilabel", modality="text_image"):
-    return TableReader(
-        image_root=root, labels=LABELS, task=task, modality=Modality(modality), on_bad_sample=on_bad_sample
-    )
+def _reader(root, on_bad_sample="error", task="multilabel", modality="text_image", **inputs):
+    policy = InputPolicy.from_config(on_bad_sample=on_bad_sample, **{**INPUTS, **inputs})
+    return TableReader(image_root=root, labels=LABELS, task=task, modality=Modality(modality), inputs=policy)
 
 
 @pytest.fixture

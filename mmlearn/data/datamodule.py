@@ -16,11 +16,12 @@ from torch.utils.data import Dataset
 from mmlearn.data.collate import PromptCollator, TrainCollator
 from mmlearn.data.lengths import TokenCounter, check_lengths
 from mmlearn.data.modality import Modality
-from mmlearn.data.reading import check_on_bad_sample
+from mmlearn.data.policy import InputPolicy
 from mmlearn.data.resumable import EpochRandomSampler, ResumableDataLoader, evaluation_sampler
 from mmlearn.data.sample import BadSampleError, Sample, SplitReport, skip_record
 from mmlearn.data.sampling import LengthGroupedSampler
 from mmlearn.data.table_reader import TableReader
+from mmlearn.data.text_files import read_text, refuse_undecodable
 from mmlearn.tasks import MultiClassTask, MultiLabelTask
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,9 @@ class SampleDataset(Dataset):
         return self.samples[index]
 
 
-def read_labels_file(path: str | Path) -> list[str]:
-    lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
-    return [line for line in lines if line]
+def read_labels_file(path: str | Path, encoding: str) -> list[str]:
+    text = refuse_undecodable(read_text(Path(path), encoding), Path(path), encoding)
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 class VLMDataModule(L.LightningDataModule):
@@ -57,6 +58,9 @@ class VLMDataModule(L.LightningDataModule):
         name: str,
         modality: Modality,
         on_bad_sample: str,
+        encoding: str,
+        max_image_pixels: int | None,
+        image_background: list[int],
         batch_size: int,
         eval_batch_size: int,
         num_workers: int,
@@ -74,7 +78,13 @@ class VLMDataModule(L.LightningDataModule):
         self.monitor = monitor
         self.root = root
         self.modality = modality
-        self.on_bad_sample = check_on_bad_sample(on_bad_sample)
+        self.inputs = InputPolicy.from_config(
+            on_bad_sample=on_bad_sample,
+            encoding=encoding,
+            max_image_pixels=max_image_pixels,
+            image_background=image_background,
+        )
+        self.on_bad_sample = on_bad_sample
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -194,9 +204,12 @@ class VLMDataModule(L.LightningDataModule):
         if split not in self.splits:
             raise ValueError(f"dataset {self.name!r} has no {split} split")
         if train:
-            collator = TrainCollator(self.processor, self.prompt_format, self.task)
+            collator = TrainCollator(self.processor, self.prompt_format, self.task, inputs=self.inputs)
         else:
-            collator = PromptCollator(self.processor, self.prompt_format, self.task, shots=self.shots)
+            collator = PromptCollator(
+                self.processor, self.prompt_format, self.task, shots=self.shots, inputs=self.inputs
+            )
+        collator.split = split
         dataset = SampleDataset(self.splits[split])
         if not train:
             sampler = evaluation_sampler(dataset, self.trainer)
@@ -218,6 +231,14 @@ class VLMDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory and self._on_gpu(),
         )
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        """Samples whose image failed to load in a worker (data.on_bad_sample=skip) are counted under
+        their split here, in the main process, so data_summary.json and skipped_samples.jsonl list them."""
+        for split, record in batch.pop("skipped", ()):
+            log.warning("%s: %s (skipped while loading a batch)", record["source"], record["reason"])
+            self.reports[split].skipped.append(record)
+        return batch
 
     def _on_gpu(self) -> bool:
         trainer = getattr(self, "trainer", None)
@@ -267,7 +288,9 @@ class TableDataModule(VLMDataModule):
         self.labels_file = labels_file
 
     def build_task(self):
-        labels = list(self.labels) if self.labels is not None else read_labels_file(self.labels_file)
+        labels = list(self.labels) if self.labels is not None else None
+        if labels is None:
+            labels = read_labels_file(self.labels_file, self.inputs.encoding)
         return CLASSIFICATION_TASKS[self.task_kind](labels, self.instruction)
 
     def available_splits(self) -> tuple[str, ...]:
@@ -279,7 +302,7 @@ class TableDataModule(VLMDataModule):
             labels=self.task.labels,
             task=self.task_kind,
             modality=self.modality,
-            on_bad_sample=self.on_bad_sample,
+            inputs=self.inputs,
             labelled=split != PREDICT,
         )
         return reader.read(Path(self.files[split]))

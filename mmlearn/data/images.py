@@ -1,15 +1,37 @@
 """Image loading: every file arrives as an upright RGB PIL image, or fails naming itself.
 
 An image is either a file (`Path`) or a row of an Arrow dataset (`ArrowImageRef`), read only when the
-loader asks for it.
+loader asks for it. `check_image` runs while a split is read: it refuses an image over the pixel limit
+from its header alone (nothing is allocated) and decodes the rest, so a truncated or corrupt file is
+caught before training; `load_rgb` decodes again when a batch needs the pixels.
 """
 
 from __future__ import annotations
 
 import io
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps
+
+from mmlearn.data.image_modes import to_rgb
+from mmlearn.data.paths import under_root
+from mmlearn.data.sample import BadSampleError
+
+# what Pillow raises for a file it cannot decode (UnidentifiedImageError and PyCMSError are OSErrors)
+DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    struct.error,
+    Image.DecompressionBombError,
+)
 
 
 class ImageLoadError(ValueError):
@@ -49,31 +71,74 @@ class ArrowImageRef:
         if data:
             return io.BytesIO(data)
         if path:
-            path = Path(path)
-            return path if path.is_absolute() or self.base_dir is None else self.base_dir / path
+            if self.base_dir is None:
+                return Path(path)
+            try:
+                return under_root(self.base_dir, path)
+            except BadSampleError as err:
+                raise ImageLoadError(f"{self}: {err}") from err
         raise ImageLoadError(f"{self}: no image (neither bytes nor a path)")
 
 
+@dataclass(frozen=True)
+class ImageRules:
+    """data.max_image_pixels (None: Pillow's own limit) and data.image_background."""
+
+    max_pixels: int | None
+    background: tuple[int, int, int]
+
+    def __post_init__(self) -> None:
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise ValueError(f"data.max_image_pixels must be null or positive, got {self.max_pixels}")
+        if len(self.background) != 3 or not all(0 <= int(c) <= 255 for c in self.background):
+            raise ValueError(f"data.image_background must be 3 values in 0..255, got {self.background}")
+
+
 def _source(image: Path | ArrowImageRef) -> io.BytesIO | Path:
-    return image.open() if isinstance(image, ArrowImageRef) else image
-
-
-def check_image(image: Path | ArrowImageRef) -> None:
-    """Cheap header check used while reading a split (the full decode happens in the loader)."""
-    source = _source(image)
+    source = image.open() if isinstance(image, ArrowImageRef) else image
     if isinstance(source, Path) and not source.is_file():
         raise ImageLoadError(f"image not found: {source}")
+    return source
+
+
+def _open(image: Path | ArrowImageRef, rules: ImageRules) -> Image.Image:
+    """Opens the header only, and refuses an image over the limit before any pixel is decoded."""
+    img = Image.open(_source(image))
+    pixels = img.width * img.height
+    if rules.max_pixels is not None and pixels > rules.max_pixels:
+        img.close()
+        raise ImageLoadError(
+            f"image {image} is {img.width}x{img.height} = {pixels} pixels, over "
+            f"data.max_image_pixels={rules.max_pixels} (refused before decoding)"
+        )
+    return img
+
+
+def check_image(image: Path | ArrowImageRef, rules: ImageRules) -> None:
+    """Decodes the whole image (JPEGs at 1/8 scale: every byte is still read and checked) so that a
+    truncated or corrupt file fails here, while the split is read, and not in a training batch."""
     try:
-        with Image.open(source) as img:
-            img.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        with _open(image, rules) as img:
+            img.draft(None, (max(1, img.width // 8), max(1, img.height // 8)))
+            img.load()
+            if img.mode == "CMYK" and img.info.get("icc_profile"):
+                ImageCms.ImageCmsProfile(io.BytesIO(img.info["icc_profile"]))
+    except ImageLoadError:
+        raise
+    except DECODE_ERRORS as err:
         raise ImageLoadError(f"unreadable image {image}: {err}") from err
 
 
-def load_rgb(image: Path | ArrowImageRef) -> Image.Image:
+# for callers outside a run's data config (a report's thumbnail): Pillow's own limit, on white
+OUTSIDE_A_RUN = ImageRules(max_pixels=None, background=(255, 255, 255))
+
+
+def load_rgb(image: Path | ArrowImageRef, rules: ImageRules = OUTSIDE_A_RUN) -> Image.Image:
+    """A run's loader passes its data config's rules."""
     try:
-        with Image.open(_source(image)) as img:
-            img = ImageOps.exif_transpose(img)
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        with _open(image, rules) as img:
+            return to_rgb(ImageOps.exif_transpose(img), rules.background)
+    except ImageLoadError:
+        raise
+    except DECODE_ERRORS as err:
         raise ImageLoadError(f"unreadable image {image}: {err}") from err

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 
 from mmlearn.data.images import ImageLoadError
 from mmlearn.data.sample import BadSampleError, Sample, SplitReport, skip_record
+from mmlearn.data.text_files import undecodable
 
 ON_BAD_SAMPLE = ("error", "skip")
 
@@ -24,10 +25,12 @@ def collect_samples(
     file: str,
     on_bad_sample: str,
     count_labels: bool = True,
+    encoding: str,
 ) -> tuple[list[Sample], SplitReport]:
     """`rows` yields (source, row) with source as "file:row"; `to_sample` raises BadSampleError or
     ImageLoadError for a bad row and returns None for a row the dataset deliberately folds into another
-    (e.g. a second image of a text-only tweet), which is counted as merged, not skipped."""
+    (e.g. a second image of a text-only tweet), which is counted as merged, not skipped. A row or sample
+    holding bytes that did not decode in `encoding` (see text_files) is a bad row."""
     check_on_bad_sample(on_bad_sample)
     report = SplitReport(file=file)
     samples: list[Sample] = []
@@ -37,7 +40,9 @@ def collect_samples(
         try:
             if "__error__" in row:
                 raise BadSampleError(row["__error__"])
+            _refuse_undecodable(row, encoding)
             sample = to_sample(row, source)
+            _refuse_undecodable(sample, encoding)
             if sample is not None and sample.id in seen:
                 raise BadSampleError(f"duplicate id {sample.id!r}")
         except (BadSampleError, ImageLoadError) as err:
@@ -56,3 +61,11 @@ def collect_samples(
         for label in sample.labels if count_labels else ():
             report.label_counts[label] = report.label_counts.get(label, 0) + 1
     return samples, report
+
+
+def _refuse_undecodable(item: dict | Sample | None, encoding: str) -> None:
+    if isinstance(item, Sample):
+        item = [item.id, item.text, item.context, item.labels, item.choices]
+    found = undecodable(item, encoding)
+    if found:
+        raise BadSampleError(f"{found}; set data.encoding to the file's encoding")

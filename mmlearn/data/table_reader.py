@@ -4,48 +4,77 @@ from __future__ import annotations
 
 import ast
 import csv
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from mmlearn.data.images import check_image
 from mmlearn.data.modality import Modality
-from mmlearn.data.reading import check_on_bad_sample, collect_samples
+from mmlearn.data.policy import InputPolicy
 from mmlearn.data.sample import BadSampleError, Sample, SplitReport
+from mmlearn.data.text_files import open_text, refuse_undecodable
 
 REQUIRED_COLUMNS = ("text", "image_path", "labels")
 UNLABELLED_COLUMNS = ("text", "image_path")  # a predict file: `labels` may be absent (it is not read)
 
 
-def iter_rows(path: Path, required: tuple[str, ...] = REQUIRED_COLUMNS) -> Iterator[tuple[int, dict]]:
-    """(row number, row) pairs; CSV rows count from 2 (line 1 is the header), JSONL from 1."""
+def iter_rows(
+    path: Path, encoding: str, required: tuple[str, ...] = REQUIRED_COLUMNS
+) -> Iterator[tuple[int, dict]]:
+    """(row number, row) pairs; CSV rows count from 2 (line 1 is the header), JSONL from 1. A row that
+    cannot be parsed comes as {"__error__": why}, for the shared loop to raise or skip."""
     if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    yield number, {"__error__": f"malformed JSON line: {err}"}
-                    continue
-                yield number, row if isinstance(row, dict) else {"__error__": "line is not a JSON object"}
+        yield from _jsonl_rows(path, encoding)
         return
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
+    with open_text(path, encoding, newline="") as handle:
+        reader = csv.DictReader(handle, strict=True)
+        header = _header(reader, path, encoding)
+        missing = [c for c in required if c not in header]
         if missing:
-            raise BadSampleError(f"{path}: missing column(s) {missing}; found {reader.fieldnames}")
-        for number, row in enumerate(reader, start=2):
-            if None in row:
-                yield (
-                    number,
-                    {
-                        "__error__": f"row has {len(row) - 1 + len(row[None])} fields, header has {len(row) - 1}"
-                    },
-                )
+            raise BadSampleError(f"{path}: missing column(s) {missing}; found {header}")
+        for number in itertools.count(2):
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                yield number, {"__error__": f"malformed CSV row: {err}"}
+                continue
+            if None in row or None in row.values():
+                yield number, {"__error__": f"row has {_fields(row)} fields, header has {len(header)}"}
                 continue
             yield number, row
+
+
+def _header(reader: csv.DictReader, path: Path, encoding: str) -> list[str]:
+    """The column names; a byte-order mark left on the first (a BOM under data.encoding=utf-8) is not
+    part of its name, so an `id` first column is still the id."""
+    try:
+        names = list(reader.fieldnames or [])
+    except csv.Error as err:
+        raise BadSampleError(f"{path}:1: malformed header: {err}") from err
+    refuse_undecodable(",".join(names), path, encoding)
+    if names and names[0].startswith("\ufeff"):
+        names[0] = names[0][1:]
+        reader.fieldnames = names
+    return names
+
+
+def _fields(row: dict) -> int:
+    return sum(value is not None for key, value in row.items() if key is not None) + len(row.get(None) or [])
+
+
+def _jsonl_rows(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
+    with open_text(path, encoding) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line.lstrip("\ufeff"))
+            except json.JSONDecodeError as err:
+                yield number, {"__error__": f"malformed JSON line: {err}"}
+                continue
+            yield number, row if isinstance(row, dict) else {"__error__": "line is not a JSON object"}
 
 
 def parse_labels(raw) -> tuple[str, ...]:
@@ -80,15 +109,14 @@ class TableReader:
         labels: list[str],
         task: str,
         modality: Modality,
-        on_bad_sample: str,
+        inputs: InputPolicy,
         labelled: bool = True,
     ) -> None:
-        check_on_bad_sample(on_bad_sample)
         self.image_root = Path(image_root)
         self.labels = set(labels)
         self.task = task
         self.modality = modality
-        self.on_bad_sample = on_bad_sample
+        self.inputs = inputs
         self.labelled = labelled
         self.required = REQUIRED_COLUMNS if labelled else UNLABELLED_COLUMNS
 
@@ -96,8 +124,8 @@ class TableReader:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"split file not found: {path}")
-        rows = ((f"{path}:{number}", row) for number, row in iter_rows(path, self.required))
-        return collect_samples(rows, self._sample, file=str(path), on_bad_sample=self.on_bad_sample)
+        rows = iter_rows(path, self.inputs.encoding, self.required)
+        return self.inputs.collect(((f"{path}:{n}", row) for n, row in rows), self._sample, file=str(path))
 
     def _sample(self, row: dict, source: str) -> Sample:
         missing = [c for c in self.required if c not in row]
@@ -117,8 +145,7 @@ class TableReader:
         if self.modality.image:
             if not str(row["image_path"] or "").strip():
                 raise BadSampleError("empty image_path, but the modality uses images")
-            image_path = self.image_root / str(row["image_path"]).strip()
-            check_image(image_path)
+            image_path = self.inputs.image_file(self.image_root, str(row["image_path"]).strip())
         return Sample(
             id=sample_id,
             text=text if self.modality.text else None,

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mmlearn.data.sample import BadSampleError
+from mmlearn.data.text_files import open_text, read_text, refuse_undecodable
 
 
 def require_file(path: Path, what: str) -> Path:
@@ -16,22 +17,22 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
-def id_lines(path: Path) -> Iterator[tuple[str, dict]]:
+def id_lines(path: Path, encoding: str) -> Iterator[tuple[str, dict]]:
     """One id a line (blank lines ignored), as (source, {"id": ...}) rows."""
-    with require_file(path, "split file").open(encoding="utf-8") as handle:
+    with open_text(require_file(path, "split file"), encoding) as handle:
         for number, line in enumerate(handle, start=1):
             if line.strip():
                 yield f"{path}:{number}", {"id": line.strip()}
 
 
-def jsonl_rows(path: Path) -> Iterator[tuple[str, dict]]:
+def jsonl_rows(path: Path, encoding: str) -> Iterator[tuple[str, dict]]:
     """One JSON object a line; a malformed line becomes an error row for the shared loop."""
-    with require_file(path, "split file").open(encoding="utf-8") as handle:
+    with open_text(require_file(path, "split file"), encoding) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line.lstrip("\ufeff"))
             except json.JSONDecodeError as err:
                 row = {"__error__": f"malformed JSON line: {err}"}
             if not isinstance(row, dict):
@@ -39,12 +40,14 @@ def jsonl_rows(path: Path) -> Iterator[tuple[str, dict]]:
             yield f"{path}:{number}", row
 
 
-def tsv_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[str, dict]]:
+def tsv_rows(path: Path, columns: tuple[str, ...], encoding: str) -> Iterator[tuple[str, dict]]:
     """Tab-separated rows with a header. Quotes are plain characters (tweets contain them), so the
     file is read with QUOTE_NONE; a row with the wrong number of fields becomes an error row."""
-    with require_file(path, "split file").open(encoding="utf-8", newline="") as handle:
+    with open_text(require_file(path, "split file"), encoding, newline="") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None) or []
+        refuse_undecodable("\t".join(header), path, encoding)
+        header = [header[0].removeprefix("\ufeff"), *header[1:]] if header else header
         missing = [c for c in columns if c not in header]
         if missing:
             raise BadSampleError(f"{path}:1: missing column(s) {missing}; found {header}")
@@ -58,8 +61,9 @@ def tsv_rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[str, dict]]
             yield source, dict(zip(header, fields, strict=True))
 
 
-def read_json(path: Path, what: str):
+def read_json(path: Path, what: str, encoding: str):
+    """A whole JSON document; undecodable bytes in it surface in the rows or samples read from it."""
     try:
-        return json.loads(require_file(path, what).read_text(encoding="utf-8"))
+        return json.loads(read_text(require_file(path, what), encoding).lstrip("\ufeff"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: malformed JSON: {err}") from err

@@ -12,8 +12,6 @@ from pathlib import Path
 
 from mmlearn.data.datamodule import VLMDataModule
 from mmlearn.data.datasets._files import tsv_rows
-from mmlearn.data.images import check_image
-from mmlearn.data.reading import collect_samples
 from mmlearn.data.sample import BadSampleError, Sample, SplitReport
 from mmlearn.tasks import MultiClassTask
 
@@ -110,11 +108,8 @@ class CrisisMMD(VLMDataModule):
                 first_seen[tweet_id] = (label, source)
             image_path = None
             if self.modality.image:
-                image_path = Path(self.root) / row["image"].strip()
-                check_image(image_path)
+                image_path = self.inputs.image_file(Path(self.root), row["image"].strip())
             sample_id = tweet_id if self.modality.name == "text" else row["image_id"].strip()
             return Sample(id=sample_id, text=text, image_path=image_path, labels=(label,), source=source)
 
-        return collect_samples(
-            tsv_rows(path, COLUMNS), to_sample, file=str(path), on_bad_sample=self.on_bad_sample
-        )
+        return self.inputs.collect(tsv_rows(path, COLUMNS, self.inputs.encoding), to_sample, file=str(path))

@@ -11,8 +11,6 @@ from pathlib import Path
 
 from mmlearn.data.datamodule import PREDICT, VLMDataModule
 from mmlearn.data.datasets._files import jsonl_rows
-from mmlearn.data.images import check_image
-from mmlearn.data.reading import collect_samples
 from mmlearn.data.sample import BadSampleError, Sample, SplitReport
 from mmlearn.tasks import MultiClassTask
 
@@ -53,7 +51,7 @@ class HatefulMemes(VLMDataModule):
 
     def read_split(self, split: str) -> tuple[list[Sample], SplitReport]:
         path = self.files[split]
-        rows = list(jsonl_rows(path))
+        rows = list(jsonl_rows(path, self.inputs.encoding))
         labelled = split != PREDICT
         if labelled and rows and not any("label" in row for _, row in rows):
             raise UnlabelledFileError(
@@ -71,11 +69,10 @@ class HatefulMemes(VLMDataModule):
                 raise BadSampleError("empty text, but the modality uses text")
             image_path = None
             if self.modality.image:
-                image_path = Path(self.root) / str(row["img"])
-                check_image(image_path)
+                image_path = self.inputs.image_file(Path(self.root), str(row["img"]))
             return Sample(id=str(row["id"]), text=text, image_path=image_path, labels=labels, source=source)
 
-        return collect_samples(rows, to_sample, file=str(path), on_bad_sample=self.on_bad_sample)
+        return self.inputs.collect(rows, to_sample, file=str(path))
 
     def label(self, row: dict, path: Path) -> tuple[str]:
         if "label" not in row:

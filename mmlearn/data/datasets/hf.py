@@ -13,8 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 from mmlearn.data.datamodule import CLASSIFICATION_TASKS, PREDICT, SPLITS, VLMDataModule
-from mmlearn.data.images import ArrowImageRef, check_image
-from mmlearn.data.reading import collect_samples
+from mmlearn.data.images import ArrowImageRef
 from mmlearn.data.sample import BadSampleError, Sample, SplitReport
 
 
@@ -152,11 +151,8 @@ class HFDataModule(VLMDataModule):
             (f"{where}:{index}", {"index": index, **{c: table[c][index] for c in columns}})
             for index in range(len(data))
         )
-        return collect_samples(
-            rows,
-            lambda row, source: self._sample(row, source, split, images),
-            file=where,
-            on_bad_sample=self.on_bad_sample,
+        return self.inputs.collect(
+            rows, lambda row, source: self._sample(row, source, split, images), file=where
         )
 
     def _images(self, data):
@@ -182,7 +178,7 @@ class HFDataModule(VLMDataModule):
         image = None
         if images is not None:
             image = ArrowImageRef(images, index, base_dir=Path(self.root))
-            check_image(image)
+            self.inputs.check_image(image)
         labels = () if split == PREDICT else self._labels(row[self.label_column])
         return Sample(id=sample_id, text=text, image_path=image, labels=labels, source=source)
 

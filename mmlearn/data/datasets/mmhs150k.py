@@ -15,8 +15,6 @@ from pathlib import Path
 
 from mmlearn.data.datamodule import VLMDataModule
 from mmlearn.data.datasets._files import id_lines, read_json
-from mmlearn.data.images import check_image
-from mmlearn.data.reading import collect_samples
 from mmlearn.data.sample import BadSampleError, Sample, SplitReport
 from mmlearn.tasks import MultiClassTask, MultiLabelTask
 
@@ -106,19 +104,16 @@ class MMHS150K(VLMDataModule):
                 attached += ocr
             image_path = None
             if self.modality.image:
-                image_path = self.image_dir / f"{tweet_id}.jpg"
-                check_image(image_path)
+                image_path = self.inputs.image_file(self.image_dir, f"{tweet_id}.jpg")
             return Sample(id=tweet_id, text=text, image_path=image_path, labels=labels, source=source)
 
-        samples, report = collect_samples(
-            id_lines(path), to_sample, file=str(path), on_bad_sample=self.on_bad_sample
-        )
+        samples, report = self.inputs.collect(id_lines(path, self.inputs.encoding), to_sample, file=str(path))
         self.ocr_attached[split] = attached
         return samples, report
 
     @cached_property
     def ground_truth(self) -> dict:
-        data = read_json(self.gt_file, "MMHS150K ground truth")
+        data = read_json(self.gt_file, "MMHS150K ground truth", self.inputs.encoding)
         if not isinstance(data, dict):
             raise ValueError(f"{self.gt_file}: expected an object keyed by tweet id")
         return data
@@ -151,7 +146,7 @@ class MMHS150K(VLMDataModule):
         if not path.is_file():
             return ""  # OCR exists for only about 40% of the images
         try:
-            data = read_json(path, "OCR file")
+            data = read_json(path, "OCR file", self.inputs.encoding)
         except ValueError as err:
             raise BadSampleError(str(err)) from err
         if not isinstance(data, dict) or not isinstance(data.get("img_text"), str):

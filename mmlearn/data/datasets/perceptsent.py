@@ -19,8 +19,6 @@ from pathlib import Path
 
 from mmlearn.data.datamodule import VLMDataModule
 from mmlearn.data.folds import cross_validation_splits
-from mmlearn.data.images import check_image
-from mmlearn.data.reading import collect_samples
 from mmlearn.data.sample import BadSampleError, Sample, SplitReport, skip_record
 from mmlearn.tasks import MultiClassTask
 
@@ -95,7 +93,7 @@ class PerceptSentDataModule(VLMDataModule):
         """(source, image id, sentiment) for every valid response; bad ones raise or are recorded."""
         if not self.dataset_file.is_file():
             raise FileNotFoundError(f"PerceptSent annotations not found: {self.dataset_file}")
-        data = json.loads(self.dataset_file.read_text(encoding="utf-8"))
+        data = json.loads(self.inputs.read_text(self.dataset_file).lstrip("\ufeff"))
         tasks = data.get("tasks") if isinstance(data, dict) else None
         if not isinstance(tasks, list):
             raise BadSampleError(f"{self.dataset_file}: no top-level 'tasks' list")
@@ -160,14 +158,12 @@ class PerceptSentDataModule(VLMDataModule):
             for image_id, (source, label) in sorted(self.images.items())
             if self.split_of[image_id] == split
         )
-        return collect_samples(
-            rows, self._sample, file=str(self.dataset_file), on_bad_sample=self.on_bad_sample
-        )
+        return self.inputs.collect(rows, self._sample, file=str(self.dataset_file))
 
     @cached_property
     def captions(self) -> dict[str, str]:
         """Image id -> caption, from a CSV with columns id,text (other columns, e.g. sentiment, unused)."""
-        with self.captions_file.open(encoding="utf-8", newline="") as handle:
+        with self.inputs.open_text(self.captions_file, newline="") as handle:
             reader = csv.DictReader(handle)
             if not {"id", "text"} <= set(reader.fieldnames or []):
                 raise ValueError(f"{self.captions_file}: needs columns id,text; found {reader.fieldnames}")
@@ -180,8 +176,7 @@ class PerceptSentDataModule(VLMDataModule):
             if not text:
                 raise BadSampleError(f"no caption for image {row['id']!r} in {self.captions_file}")
         if self.modality.image:
-            image_path = self.image_dir / self.image_file.format(id=row["id"])
-            check_image(image_path)
+            image_path = self.inputs.image_file(self.image_dir, self.image_file.format(id=row["id"]))
         return Sample(id=row["id"], text=text, image_path=image_path, labels=(row["label"],), source=source)
 
     def record_settings(self) -> dict:

@@ -12,19 +12,18 @@ from functools import cached_property
 from pathlib import Path
 
 from mmlearn.data.datamodule import SPLITS, VLMDataModule
-from mmlearn.data.images import check_image
-from mmlearn.data.reading import collect_samples
 from mmlearn.data.sample import BadSampleError, Sample, SplitReport
+from mmlearn.data.text_files import read_text
 from mmlearn.tasks.multiple_choice import LETTERS, MultipleChoiceTask
 
 PID_LISTS = ("train", "val", "test", "minitrain", "minival", "minitest")
 
 
-def load_json_object(path: Path) -> dict:
+def load_json_object(path: Path, encoding: str) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path, encoding).lstrip("\ufeff"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from err
     if not isinstance(data, dict):
@@ -73,11 +72,11 @@ class ScienceQADataModule(VLMDataModule):
 
     @cached_property
     def problems(self) -> dict:
-        return load_json_object(self.problems_file)
+        return load_json_object(self.problems_file, self.inputs.encoding)
 
     @cached_property
     def pid_lists(self) -> dict:
-        return load_json_object(self.pid_splits_file)
+        return load_json_object(self.pid_splits_file, self.inputs.encoding)
 
     def read_split(self, split: str) -> tuple[list[Sample], SplitReport]:
         name = self.split_lists[split]
@@ -86,11 +85,10 @@ class ScienceQADataModule(VLMDataModule):
             raise ValueError(
                 f"{self.pid_splits_file}: key {name!r} (data.splits.{split}) is not a list of pids"
             )
-        return collect_samples(
+        return self.inputs.collect(
             self._rows(name, pids),
             self._sample,
             file=f"{self.pid_splits_file}[{name}] -> {self.problems_file}",
-            on_bad_sample=self.on_bad_sample,
         )
 
     def _rows(self, name: str, pids: list):
@@ -133,9 +131,7 @@ class ScienceQADataModule(VLMDataModule):
         split = row.get("split")
         if not isinstance(image, str) or not isinstance(split, str):
             raise BadSampleError(f"image {image!r} / split {split!r} cannot name an image file")
-        path = self.image_dir / split / row["id"] / image
-        check_image(path)
-        return path
+        return self.inputs.image_file(self.image_dir, Path(split) / row["id"] / image)
 
     def record_settings(self) -> dict:
         with_image = {split: sum(s.image_path is not None for s in v) for split, v in self.splits.items()}

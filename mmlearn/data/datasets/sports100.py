@@ -12,8 +12,6 @@ from functools import cached_property
 from pathlib import Path
 
 from mmlearn.data.datamodule import SPLITS, VLMDataModule
-from mmlearn.data.images import check_image
-from mmlearn.data.reading import collect_samples
 from mmlearn.data.sample import BadSampleError, Sample, SplitReport, skip_record
 from mmlearn.tasks import MultiClassTask
 
@@ -70,9 +68,7 @@ class Sports100DataModule(VLMDataModule):
             (str(path), {"id": str(path.relative_to(folder.parent))}) for path in sorted(folder.rglob("*"))
         )
         rows = ((source, row) for source, row in rows if not Path(source).is_dir())
-        samples, report = collect_samples(
-            rows, self._sample, file=str(folder), on_bad_sample=self.on_bad_sample
-        )
+        samples, report = self.inputs.collect(rows, self._sample, file=str(folder))
         if split == "train" and self.max_per_class is not None:
             samples = self._cap_per_class(samples, report)
         return samples, report
@@ -104,5 +100,5 @@ class Sports100DataModule(VLMDataModule):
             raise BadSampleError("not a file directly inside a class folder")
         if parts[1] not in self.task.labels:
             raise BadSampleError(f"class folder {parts[1]!r} is not a train class folder")
-        check_image(path)
+        self.inputs.check_image(path)
         return Sample(id=row["id"], text=None, image_path=path, labels=(parts[1],), source=source)

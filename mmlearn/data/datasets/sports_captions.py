@@ -17,9 +17,8 @@ from functools import cached_property
 from pathlib import Path
 
 from mmlearn.data.datamodule import SPLITS, VLMDataModule
-from mmlearn.data.images import check_image
-from mmlearn.data.reading import collect_samples
 from mmlearn.data.sample import BadSampleError, Sample, SplitReport
+from mmlearn.data.text_files import read_text, refuse_undecodable
 from mmlearn.tasks.captioning import CaptioningTask
 
 HEADER = ["image_name", "comment_number", "comment"]
@@ -35,12 +34,14 @@ class CaptionLine:
     error: str | None = None
 
 
-def read_caption_lines(path: Path) -> list[CaptionLine]:
+def read_caption_lines(path: Path, encoding: str) -> list[CaptionLine]:
     """Every non-blank line after the header; a line that cannot be used carries its error."""
     if not path.is_file():
         raise FileNotFoundError(f"captions file not found: {path}")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    header = [field.strip() for field in lines[0].split("|")] if lines else []
+    lines = read_text(path, encoding).removeprefix("\ufeff").splitlines()
+    header = (
+        [field.strip() for field in refuse_undecodable(lines[0], path, encoding).split("|")] if lines else []
+    )
     if header != HEADER:
         raise BadSampleError(f"{path}:1: header must be {'| '.join(HEADER)!r}, found {header}")
     out, seen = [], set()
@@ -113,7 +114,7 @@ class SportsCaptionsDataModule(VLMDataModule):
 
     @cached_property
     def lines(self) -> list[CaptionLine]:
-        return read_caption_lines(self.captions_file)
+        return read_caption_lines(self.captions_file, self.inputs.encoding)
 
     @cached_property
     def split_of_image(self) -> dict[str, str]:
@@ -128,12 +129,8 @@ class SportsCaptionsDataModule(VLMDataModule):
         return CaptioningTask(self.instruction, max(captions, key=len))
 
     def read_split(self, split: str) -> tuple[list[Sample], SplitReport]:
-        samples, report = collect_samples(
-            self._rows(split),
-            self._sample,
-            file=str(self.captions_file),
-            on_bad_sample=self.on_bad_sample,
-            count_labels=False,
+        samples, report = self.inputs.collect(
+            self._rows(split), self._sample, file=str(self.captions_file), count_labels=False
         )
         self.caption_counts[split] = sum(len(s.labels) for s in samples)
         if split == "train" and self.train_on == "each_caption":
@@ -159,8 +156,7 @@ class SportsCaptionsDataModule(VLMDataModule):
             yield f"{self.captions_file}:{group[0].number}", {"id": image, "lines": group}
 
     def _sample(self, row: dict, source: str) -> Sample:
-        path = self.image_dir / row["id"]
-        check_image(path)
+        path = self.inputs.image_file(self.image_dir, row["id"])
         captions = tuple(line.comment for line in sorted(row["lines"], key=lambda x: x.comment_number))
         return Sample(id=row["id"], text=None, image_path=path, labels=captions, source=source)
 
