@@ -40,11 +40,11 @@ PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12,
 def build_inputs(workdir: Path, n_train: int, seed: int = 0) -> tuple[Path, Path]:
     """The tiny Qwen2-VL checkpoint and a demo-like split whose texts vary from 1 to 12 sentences."""
     from mmlearn.data.demo import build_demo
-    from mmlearn.models.tiny.qwen2vl import build_tiny_qwen2vl
+    from mmlearn.models.tiny import build_preset
 
     model = workdir / "qwen2vl_tiny"
     if not (model / "config.json").is_file():
-        build_tiny_qwen2vl(model)
+        build_preset("qwen2vl_tiny", model)
     demo = build_demo(workdir / "demo", splits={"train": n_train}, image_size=56, seed=seed)
     data = workdir / "varied"
     data.mkdir(exist_ok=True)

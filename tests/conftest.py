@@ -27,11 +27,11 @@ def offline_env(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_qwen2vl(offline_env) -> Path:
-    from mmlearn.models.tiny.qwen2vl import build_tiny_qwen2vl
+    from mmlearn.models.tiny import build_preset
 
     path = Path(os.environ["MMLEARN_CACHE_DIR"]) / "models" / "qwen2vl_tiny"
     if not (path / "config.json").is_file():
-        build_tiny_qwen2vl(path)
+        build_preset("qwen2vl_tiny", path)
     return path
 
 
@@ -75,3 +75,10 @@ def run_script(script: str, *overrides: str, check: bool = True, timeout: int = 
     if check:
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
+
+
+def chat_prompt(**changes):
+    """The chat-template prompt as conf/model/qwen2vl.yaml configures it (its values live there only)."""
+    from hydra.utils import instantiate
+
+    return instantiate(compose(["paths.root_dir=/tmp/mmlearn-prompt"]).model.prompt, **changes)

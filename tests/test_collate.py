@@ -7,8 +7,8 @@ from transformers import AutoProcessor
 
 from mmlearn.data.collate import IGNORE_INDEX, PromptCollator, TrainCollator
 from mmlearn.data.sample import Sample
-from mmlearn.models.prompting import ChatTemplatePrompt
 from mmlearn.tasks import MultiLabelTask
+from tests.conftest import chat_prompt
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def _items(demo_dir, n=3):
 def test_labels_cover_exactly_the_answer_and_end_token(processor, demo_dir):
     task = MultiLabelTask(["red", "blue", "urgent", "question"], "Labels: {labels}.")
     items = _items(demo_dir)
-    batch = TrainCollator(processor, ChatTemplatePrompt(), task)(items)["inputs"]
+    batch = TrainCollator(processor, chat_prompt(), task)(items)["inputs"]
     tok = processor.tokenizer
     for i, item in enumerate(items):
         labels = batch["labels"][i]
@@ -50,8 +50,8 @@ def test_labels_cover_exactly_the_answer_and_end_token(processor, demo_dir):
 def test_training_prompt_equals_generation_prompt(processor, demo_dir):
     task = MultiLabelTask(["red", "blue", "urgent", "question"], "Labels: {labels}.")
     items = _items(demo_dir)
-    train = TrainCollator(processor, ChatTemplatePrompt(), task)(items)["inputs"]
-    evaluation = PromptCollator(processor, ChatTemplatePrompt(), task)(items)["inputs"]
+    train = TrainCollator(processor, chat_prompt(), task)(items)["inputs"]
+    evaluation = PromptCollator(processor, chat_prompt(), task)(items)["inputs"]
     for i in range(len(items)):
         prompt = evaluation["input_ids"][i][evaluation["attention_mask"][i].bool()].tolist()
         assert train["input_ids"][i, : len(prompt)].tolist() == prompt
@@ -62,6 +62,6 @@ def test_training_prompt_equals_generation_prompt(processor, demo_dir):
 def test_text_only_batches_carry_no_images(processor, demo_dir):
     task = MultiLabelTask(["red", "blue", "urgent", "question"], "Labels: {labels}.")
     items = [dataclasses.replace(item, image_path=None) for item in _items(demo_dir)]
-    batch = TrainCollator(processor, ChatTemplatePrompt(), task)(items)["inputs"]
+    batch = TrainCollator(processor, chat_prompt(), task)(items)["inputs"]
     assert "pixel_values" not in batch
     assert processor.tokenizer.convert_tokens_to_ids("<|image_pad|>") not in batch["input_ids"]

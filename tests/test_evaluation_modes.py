@@ -15,9 +15,8 @@ from mmlearn.comparison.report import write_report
 from mmlearn.data.collate import PromptCollator
 from mmlearn.data.sample import Sample
 from mmlearn.fewshot import ShotSelector, check_few_shot
-from mmlearn.models.prompting import ChatTemplatePrompt
 from mmlearn.tasks import MultiLabelTask
-from tests.conftest import run_script
+from tests.conftest import chat_prompt, run_script
 
 LABELS = ["red", "blue", "urgent", "question"]
 TRAIN_SPLIT_READ = re.compile(r"\btrain: \d+ rows read")
@@ -72,8 +71,8 @@ class _Spec:
 
 def test_too_many_images_for_a_family_is_a_clear_error():
     with pytest.raises(ValueError, match=r"'idefics' takes at most 2 images per prompt.*need 3"):
-        check_few_shot(_Spec(), ChatTemplatePrompt(max_images=2), shots=2, images_per_sample=1)
-    check_few_shot(_Spec(), ChatTemplatePrompt(max_images=2), shots=2, images_per_sample=0)  # text only
+        check_few_shot(_Spec(), chat_prompt(max_images=2), shots=2, images_per_sample=1)
+    check_few_shot(_Spec(), chat_prompt(max_images=2), shots=2, images_per_sample=0)  # text only
 
     class PlainFormat:
         def encode(self, processor, prompts, images, answers=None): ...
@@ -91,8 +90,8 @@ def test_shots_render_as_earlier_turns_with_their_images(tiny_qwen2vl, demo_dir)
         for r in rows[:4]
     ]
     shots = samples[:2]
-    plain = PromptCollator(processor, ChatTemplatePrompt(), task)(samples[2:])
-    few = PromptCollator(processor, ChatTemplatePrompt(), task, shots=lambda s: shots)(samples[2:])
+    plain = PromptCollator(processor, chat_prompt(), task)(samples[2:])
+    few = PromptCollator(processor, chat_prompt(), task, shots=lambda s: shots)(samples[2:])
     text = processor.tokenizer.decode(few["inputs"]["input_ids"][0])
     positions = [text.index(task.answer(s)) for s in shots] + [text.rindex(samples[2].text)]
     assert positions == sorted(positions) and text.count("<|im_start|>assistant") == 3

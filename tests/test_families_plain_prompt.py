@@ -253,13 +253,13 @@ def test_loss_equals_the_builtin_loss_where_that_is_right(tiny):
 def test_loss_equals_the_builtin_loss_on_qwen2vl(tiny_qwen2vl):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from mmlearn.models.prompting import ChatTemplatePrompt
+    from tests.conftest import chat_prompt
 
     processor = AutoProcessor.from_pretrained(
         tiny_qwen2vl, size={"shortest_edge": 3136, "longest_edge": 3136}
     )
     model = AutoModelForImageTextToText.from_pretrained(tiny_qwen2vl).eval()
-    batch = ChatTemplatePrompt().encode(processor, PROMPTS, _images("red", "blue"), answers=ANSWERS)
+    batch = chat_prompt().encode(processor, PROMPTS, _images("red", "blue"), answers=ANSWERS)
     _assert_same_loss_as_builtin(model, batch)
 
 

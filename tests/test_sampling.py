@@ -13,7 +13,7 @@ from mmlearn.data.datamodule import TableDataModule
 from mmlearn.data.modality import Modality
 from mmlearn.data.sample import BadSampleError
 from mmlearn.data.sampling import LengthGroupedSampler, padding_fraction
-from mmlearn.models.prompting import ChatTemplatePrompt
+from tests.conftest import chat_prompt
 
 _RNG = random.Random(0)
 LENGTHS = [_RNG.randint(10, 200) for _ in range(103)]
@@ -119,8 +119,8 @@ def processor(tiny_qwen2vl):
 
 def test_token_counts_equal_the_collated_lengths(varied, processor):
     datamodule = _datamodule(varied)
-    datamodule.connect(processor, ChatTemplatePrompt())
-    collate = TrainCollator(processor, ChatTemplatePrompt(), datamodule.task)
+    datamodule.connect(processor, chat_prompt())
+    collate = TrainCollator(processor, chat_prompt(), datamodule.task)
     samples = datamodule.splits["train"]
     exact = [int(collate([s])["inputs"]["attention_mask"].sum()) for s in samples]
     assert datamodule.lengths["train"] == exact
@@ -131,7 +131,7 @@ def test_grouping_cuts_padding_on_real_batches(varied, processor):
     fractions = {}
     for grouped in (True, False):
         datamodule = _datamodule(varied, group_by_length=grouped)
-        datamodule.connect(processor, ChatTemplatePrompt())
+        datamodule.connect(processor, chat_prompt())
         torch.manual_seed(0)
         fractions[grouped] = padding_fraction(datamodule.train_dataloader())
     assert fractions[True] < 0.10 < fractions[False]
@@ -140,12 +140,12 @@ def test_grouping_cuts_padding_on_real_batches(varied, processor):
 def test_over_long_sample_is_an_error_naming_it(varied, processor):
     datamodule = _datamodule(varied, max_length=100)
     with pytest.raises(BadSampleError, match=r"train.csv:\d+: sample 's\d+' needs \d+ tokens"):
-        datamodule.connect(processor, ChatTemplatePrompt())
+        datamodule.connect(processor, chat_prompt())
 
 
 def test_over_long_samples_are_skipped_and_counted(varied, processor):
     datamodule = _datamodule(varied, max_length=100, on_bad_sample="skip")
-    datamodule.connect(processor, ChatTemplatePrompt())
+    datamodule.connect(processor, chat_prompt())
     skipped = datamodule.skipped()
     assert skipped and {item["reason_kind"] for item in skipped} == {"too_long"}
     assert len(datamodule.splits["train"]) + len(skipped) == 48

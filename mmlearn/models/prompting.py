@@ -24,9 +24,8 @@ class ChatTemplatePrompt:
     """Families with a chat template (Qwen2-VL, Qwen2.5-VL, SmolVLM, Mllama, LLaVA-HF): images first,
     then text, in one user turn; the answer is the assistant's reply followed by the end token."""
 
-    def __init__(
-        self, system: str | None = None, max_images: int | None = None, nested_images: bool = False
-    ) -> None:
+    def __init__(self, system: str | None, max_images: int | None, nested_images: bool) -> None:
+        """The values come from the family's conf/model/<family>.yaml (`prompt:`), their only home."""
         self.system = system
         self.max_images = max_images
         self.nested_images = nested_images  # processors that take one image list per prompt

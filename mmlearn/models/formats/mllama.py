@@ -14,9 +14,9 @@ from mmlearn.models.prompting import ChatTemplatePrompt
 class MllamaPrompt(ChatTemplatePrompt):
     def __init__(
         self,
-        system: str | None = None,
-        max_images: int | None = None,
-        nested_images: bool = False,
+        system: str | None,
+        max_images: int | None,
+        nested_images: bool,
         *,
         date_string: str,
     ) -> None:

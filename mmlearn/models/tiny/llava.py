@@ -28,16 +28,16 @@ CHAT_TEMPLATE = (
 def build_tiny_llava(
     output_dir: str | Path,
     *,
-    hidden_size: int = 64,
-    num_layers: int = 2,
-    num_heads: int = 4,
-    vision_hidden_size: int = 32,
-    vision_layers: int = 2,
-    patch_size: int = 14,
-    image_size: int = 28,
-    vocab_size: int = 640,
-    seed: int = 0,
-    output_logit_scale: float = 10.0,
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    vision_hidden_size: int,
+    vision_layers: int,
+    patch_size: int,
+    image_size: int,
+    vocab_size: int,
+    seed: int,
+    output_logit_scale: float,
 ) -> Path:
     """Write a random LLaVA-1.5 checkpoint + processor: a CLIP tower whose second-to-last layer
     (`vision_feature_layer=-2`, so at least two layers) feeds (image_size/patch_size)² image tokens."""

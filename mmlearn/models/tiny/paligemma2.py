@@ -21,17 +21,17 @@ SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<image>"]
 def build_tiny_paligemma2(
     output_dir: str | Path,
     *,
-    hidden_size: int = 64,
-    num_layers: int = 2,
-    num_heads: int = 4,
-    vision_hidden_size: int = 32,
-    vision_layers: int = 1,
-    vocab_size: int = 512,
-    image_size: int = 56,
-    patch_size: int = 14,
-    sliding_window: int = 512,
-    seed: int = 0,
-    output_logit_scale: float = 10.0,
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    vision_hidden_size: int,
+    vision_layers: int,
+    vocab_size: int,
+    image_size: int,
+    patch_size: int,
+    sliding_window: int,
+    seed: int,
+    output_logit_scale: float,
 ) -> Path:
     """Write a random PaliGemma 2 checkpoint + processor that `from_pretrained` loads offline.
 

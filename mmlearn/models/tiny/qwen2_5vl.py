@@ -18,15 +18,15 @@ from mmlearn.models.tiny.qwen2vl import (
 def build_tiny_qwen2_5vl(
     output_dir: str | Path,
     *,
-    hidden_size: int = 64,
-    num_layers: int = 2,
-    num_heads: int = 4,
-    vision_hidden_size: int = 32,
-    vision_depth: int = 2,
-    vocab_size: int = 640,
-    image_size: int = 56,
-    seed: int = 0,
-    output_logit_scale: float = 10.0,
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    vision_hidden_size: int,
+    vision_depth: int,
+    vocab_size: int,
+    image_size: int,
+    seed: int,
+    output_logit_scale: float,
 ) -> Path:
     """Write a random Qwen2.5-VL checkpoint + processor (same chat template and tokens as Qwen2-VL)."""
     tokenizer = qwen_tokenizer(vocab_size)

@@ -116,15 +116,15 @@ def save_qwen(
 def build_tiny_qwen2vl(
     output_dir: str | Path,
     *,
-    hidden_size: int = 64,
-    num_layers: int = 2,
-    num_heads: int = 4,
-    vision_embed_dim: int = 32,
-    vision_depth: int = 1,
-    vocab_size: int = 640,
-    image_size: int = 56,
-    seed: int = 0,
-    output_logit_scale: float = 10.0,
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    vision_embed_dim: int,
+    vision_depth: int,
+    vocab_size: int,
+    image_size: int,
+    seed: int,
+    output_logit_scale: float,
 ) -> Path:
     """Write a random Qwen2-VL checkpoint + processor that `from_pretrained` loads offline."""
     tokenizer = qwen_tokenizer(vocab_size)
