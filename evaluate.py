@@ -5,14 +5,16 @@ import hydra
 from omegaconf import DictConfig
 
 import mmlearn.resolvers  # noqa: F401  (registers ${mmlearn.eval_root:...} for the output directory)
+from mmlearn.cli_errors import explained, run_with_hints
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    from mmlearn.evaluation import evaluate
+    with explained(cfg, skip=("data", "model", "peft") if cfg.run_dir else ()):  # a run supplies those
+        from mmlearn.evaluation import evaluate
 
-    evaluate(cfg)
+        evaluate(cfg)
 
 
 if __name__ == "__main__":
-    main()
+    run_with_hints(main, "evaluate")

@@ -3,13 +3,16 @@
 import hydra
 from omegaconf import DictConfig
 
+from mmlearn.cli_errors import explained, run_with_hints
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
 def main(cfg: DictConfig) -> None:
-    from mmlearn.export import export
+    with explained(cfg):
+        from mmlearn.export import export
 
-    export(cfg)
+        export(cfg)
 
 
 if __name__ == "__main__":
-    main()
+    run_with_hints(main, "export")

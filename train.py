@@ -3,14 +3,19 @@
 import hydra
 from omegaconf import DictConfig
 
+from mmlearn.cli_errors import explained, run_with_hints
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from mmlearn.training import train
+    with explained(
+        cfg
+    ):  # every ??? named before torch is imported; a missing dataset/checkpoint says what to set
+        from mmlearn.training import train
 
-    metrics = train(cfg)
+        metrics = train(cfg)
     return metrics.get(f"{cfg.optimized_metric}_best")
 
 
 if __name__ == "__main__":
-    main()
+    run_with_hints(main, "train")
