@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 
 from mmlearn.io import write_jsonl
+
+log = logging.getLogger(__name__)
 
 
 def gather_once(rows: list[dict], world_size: int) -> list[dict]:
@@ -72,3 +76,15 @@ class PredictionWriter(Callback):
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         self._write(trainer, "test")
+
+
+class ValidationLog(Callback):
+    """One log line per validation epoch with its overall `val/` metrics (not per class): train.log (and
+    a SLURM job's output) shows how the run progresses without a logger's files."""
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if re.fullmatch(r"val/[^/]+", k)}
+        shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+        log.info("epoch %d step %d: %s", trainer.current_epoch, trainer.global_step, shown)

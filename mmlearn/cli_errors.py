@@ -219,10 +219,14 @@ def checkpoint_hint(cfg: DictConfig, error: OSError) -> str | None:
 @contextmanager
 def explained(cfg: DictConfig, skip: tuple[str, ...] = ()) -> Iterator[None]:
     """Inside an entry point: every `???` named before the work starts; a missing dataset or checkpoint
-    gets the setting that points at it added to the error."""
+    gets the setting that points at it added to the error. Library notices that do not concern the run
+    are dropped first (mmlearn.logging_setup)."""
     global _job_started
     _job_started = True
     check_missing(cfg, skip)
+    from mmlearn.logging_setup import quiet_libraries
+
+    quiet_libraries(cfg)
     try:
         yield
     except OSError as error:
