@@ -14,10 +14,16 @@ def _all(path: Path) -> bool:
     return True
 
 
+def _standalone(path: Path) -> bool:
+    """Not derived from a sibling (demo.yaml from csv.yaml): a derived file gets the shared keys from
+    its parent, so "every sibling" would never hold and the check would prove nothing."""
+    entries = [e for e in read(path).get("defaults", []) if isinstance(e, str) and e != "_self_"]
+    return not any((path.parent / f"{e.split('@')[0]}.yaml").is_file() for e in entries if "/" not in e)
+
+
 # name: (folder under conf/, which of its *.yaml files are siblings). A group joins once it is clean.
-# Not yet listed: conf/data (its loader keys are being moved to one home by a change in progress; add
-# "data": ("data", _all) when it lands), conf/modality (each file names its `_target_`) and
-# conf/hparams_search (each file sets hydra.mode: MULTIRUN).
+# Not listed: conf/modality (each file names its `_target_`) and conf/hparams_search (each file sets
+# hydra.mode: MULTIRUN). conf/data's loader and input keys live in conf/data/loader/ and conf/data/inputs/.
 SIBLINGS = {
     "model": ("model", lambda p: not p.stem.endswith("_tiny")),
     "model tiny presets": ("model", lambda p: p.stem.endswith("_tiny")),
@@ -25,10 +31,11 @@ SIBLINGS = {
     "logger": ("logger", _all),
     "peft": ("peft", _all),
     "trainer": ("trainer", _all),
+    "data": ("data", _standalone),
     "train and evaluate": (".", lambda p: p.stem in ("train", "evaluate")),
 }
 # files whose `defaults:` name other files (not groups): none may restate what those give
-DERIVED = ["model/*.yaml", "compare.yaml"]
+DERIVED = ["model/*.yaml", "data/*.yaml", "compare.yaml"]
 
 
 def leaves(node: dict, prefix: str = ""):
