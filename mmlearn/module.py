@@ -9,6 +9,7 @@ from functools import cached_property
 import lightning as L
 import torch
 
+from mmlearn.decoding.base import stop_token_ids
 from mmlearn.decoding.records import prediction_record
 from mmlearn.models.adapters import attach_adapter, describe_trainable, load_adapter
 from mmlearn.models.loss import causal_lm_loss
@@ -92,7 +93,7 @@ class VLMFineTuner(L.LightningModule):
             "max_new_tokens": self.max_new_tokens,
             "do_sample": False,
             "pad_token_id": tokenizer.pad_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
+            "eos_token_id": stop_token_ids(self.model.generation_config, tokenizer),
             **overrides,
         }
         new_tokens = self.model.generate(**inputs, **kwargs)[:, inputs["input_ids"].shape[1] :]

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 import mmlearn
 from mmlearn.artefacts.answers import task_description
 from mmlearn.artefacts.prompt_recipe import prompt_recipe
+from mmlearn.decoding.base import stop_token_ids
 
 SCHEMA_VERSION = 1
 FILE = "mmlearn.json"
@@ -62,7 +63,7 @@ def decoding(decoding_cfg: DictConfig, module) -> dict:
             "max_new_tokens": module.max_new_tokens,
             "do_sample": False,
             "pad_token_id": tokenizer.pad_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
+            "eos_token_id": stop_token_ids(module.model.generation_config, tokenizer),
         },
         "batch_decode": {"skip_special_tokens": True},
         "plain_generate_reproduces_predictions": module.decoder.name == "generate",

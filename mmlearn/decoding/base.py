@@ -32,6 +32,14 @@ def pad_or_eos(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
+def stop_token_ids(generation_config, tokenizer) -> list[int]:
+    """The tokenizer's end token and every end token of the checkpoint's generation config: passing one
+    id to `generate` replaces the config's list (Qwen2-VL also ends on <|endoftext|>, Llama 3 on three)."""
+    configured = generation_config.eos_token_id
+    configured = configured if isinstance(configured, list) else [configured]
+    return list(dict.fromkeys(i for i in [tokenizer.eos_token_id, *configured] if i is not None))
+
+
 def require_closed_answers(decoder: Decoder, task, limit: int) -> list[tuple[str, tuple[str, ...]]]:
     """The task's valid answers, or a clear error for tasks without a closed set (captioning, ...)."""
     if not callable(getattr(task, "candidates", None)):
