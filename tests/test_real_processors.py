@@ -2,8 +2,9 @@
 processor, generation config; no weights) under random tiny weights: mmlearn's prompt equals the real
 template's, labels cover exactly the reply and its end token under the real tokenizer, image-token
 counts equal the real processor's at the family's configured budget, and every end token of the real
-generation config stops generation. Mllama is absent (its tokenizer.json is not in the shared folder)
-and so is IDEFICS (no IDEFICS processor files, only the Llama-2 tokenizer it builds on)."""
+generation config stops generation. Mllama's tokenizer.json is not in the shared folder: only its real
+chat template is checked, rendered through the tiny preset's processor. IDEFICS is absent (no IDEFICS
+processor files, only the Llama-2 tokenizer it builds on)."""
 
 from __future__ import annotations
 
@@ -113,6 +114,52 @@ def test_prompt_equals_the_real_chat_template(specs, processors, family, case):
     shots = [("Which colour?", [_image(seed=1)], "blue")] if case == "shots" else ()
     rendered = spec.prompt.render(processor, "Is it red?", 0 if case == "text" else 1, shots)
     assert rendered == EXPECTED["llava" if family == "llava" else "qwen"][case]
+
+
+LLAMA3 = "<|begin_of_text|>"
+LLAMA3_TURN = "<|start_header_id|>{}<|end_header_id|>\n\n"
+LLAMA3_DATE = "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n<|eot_id|>"
+LLAMA3_ASK = LLAMA3_TURN.format("assistant")
+MLLAMA_EXPECTED = {
+    "text": LLAMA3
+    + LLAMA3_TURN.format("system")
+    + LLAMA3_DATE
+    + LLAMA3_TURN.format("user")
+    + "Is it red?<|eot_id|>"
+    + LLAMA3_ASK,
+    "image": LLAMA3 + LLAMA3_TURN.format("user") + "<|image|>Is it red?<|eot_id|>" + LLAMA3_ASK,
+    "shots": LLAMA3
+    + LLAMA3_TURN.format("user")
+    + "<|image|>Which colour?<|eot_id|>"
+    + LLAMA3_ASK
+    + "blue<|eot_id|>"
+    + LLAMA3_TURN.format("user")
+    + "<|image|>Is it red?<|eot_id|>"
+    + LLAMA3_ASK,
+}
+
+
+@pytest.fixture(scope="session")
+def mllama(offline_env, tmp_path_factory):
+    """conf/model/mllama.yaml's prompt on the tiny preset's processor carrying the real chat template
+    (the text a template renders does not depend on the vocabulary; the token ids are not checked)."""
+    from mmlearn.models.tiny import build_preset
+
+    path = build_preset("mllama_tiny", tmp_path_factory.mktemp("mllama") / "tiny")
+    spec = instantiate(compose(["model=mllama", f"model.pretrained={path}"]).model, _convert_="all")
+    processor = spec.load_processor()
+    processor.chat_template = json.loads((SHARED / "mllama" / "chat_template.json").read_text())[
+        "chat_template"
+    ]
+    return spec, processor
+
+
+@pytest.mark.parametrize("case", ["text", "image", "shots"])
+def test_mllama_prompt_equals_the_real_chat_template(mllama, case):
+    spec, processor = mllama
+    shots = [("Which colour?", [_image(seed=1)], "blue")] if case == "shots" else ()
+    rendered = spec.prompt.render(processor, "Is it red?", 0 if case == "text" else 1, shots)
+    assert rendered == MLLAMA_EXPECTED[case]
 
 
 def _reference_ids(family: str, prompt: str, answer: str, image) -> tuple[list[int], int]:
