@@ -46,7 +46,8 @@ def oom_advice(pl_module, batch: dict, trainer) -> str:
             "Knobs, largest effect first:",
             f"  data.batch_size={max(1, batch_size // 2)} with trainer.accumulate_grad_batches="
             f"{2 * trainer.accumulate_grad_batches} (same global batch)",
-            "  model.processor_kwargs.size.longest_edge=<smaller> (fewer image tokens per image)",
+            "  model.processor_kwargs.max_pixels=<smaller> (Qwen2-VL, Qwen2.5-VL) or "
+            "model.processor_kwargs.size.longest_edge=<smaller> (SmolVLM): fewer image tokens per image",
             "  model.gradient_checkpointing=true" + (" (already on)" if checkpointing else ""),
             "  peft=qlora (4-bit base weights)",
             f"  trainer.precision=bf16-mixed (now {trainer.precision})",

@@ -69,6 +69,7 @@ def test_out_of_memory_explains_the_estimate_and_the_knobs(tmp_path, tiny_qwen2v
     for knob in (
         "data.batch_size=1",
         "trainer.accumulate_grad_batches=2",
+        "model.processor_kwargs.max_pixels",
         "model.processor_kwargs.size.longest_edge",
         "model.gradient_checkpointing=true",
         "peft=qlora",
