@@ -8,6 +8,7 @@ processor files, only the Llama-2 tokenizer it builds on)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -294,3 +295,12 @@ def test_trains_and_evaluates_with_every_decoder(tmp_path, real_models, demo_dir
     for decoding in ("generate", "constrained", "score"):
         run_script("evaluate.py", f"run_dir={run}", f"decoding={decoding}")
     assert len(list((run / "eval").iterdir())) == 3
+
+
+def test_loading_a_processor_leaves_the_configured_kwargs_as_they_were(specs):
+    """Qwen2VLImageProcessor writes the checkpoint's saved max_pixels into the `size` dict it is given:
+    ModelSpec passes a copy, so the config object (and the next load) keeps the user's budget."""
+    configured = {"size": {"shortest_edge": 3136, "longest_edge": 401408}}
+    spec = dataclasses.replace(specs["qwen2vl"], processor_kwargs=json.loads(json.dumps(configured)))
+    spec.load_processor()
+    assert spec.processor_kwargs == configured

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
@@ -55,7 +56,8 @@ class ModelSpec:
             self.pretrained,
             revision=self.revision,
             trust_remote_code=self.trust_remote_code,
-            **self.processor_kwargs,
+            # a copy: processors write their saved settings into the dicts they are given
+            **copy.deepcopy(self.processor_kwargs),
         )
 
     def load_model(self, quantization=None, device_map=None):
