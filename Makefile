@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
 .DEFAULT_GOAL := help
-.PHONY: help install train evaluate test test-fast lint format clean
+.PHONY: help install train evaluate test test-fast test-kernels lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,16 @@ test: install  ## the whole test suite (includes the end-to-end runs), in parall
 
 test-fast: install  ## the test suite without the slow end-to-end runs
 	$(PYTEST) -m "not slow"
+
+# The tests whose results depend on float rounding (cache vs no cache, packed vs full scoring, batched
+# vs row by row, merged vs unmerged, resumed vs uninterrupted, the demo's learning threshold), on other
+# CPU kernels than the machine's own (torch picks them by ATEN_CPU_CAPABILITY: default|avx2|avx512)
+# and with two threads per process (another reduction order).
+KERNELS ?= default
+NUMERICS_TESTS := tests/test_vision_cache.py tests/test_shared_prompt_scoring.py tests/test_decoding.py \
+	tests/test_family_invariants.py tests/test_resume.py tests/test_end_to_end.py
+test-kernels: install  ## the numerically sensitive tests on other CPU kernels: make test-kernels KERNELS=avx2
+	ATEN_CPU_CAPABILITY=$(KERNELS) OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $(PY) -m pytest -n 0 $(NUMERICS_TESTS)
 
 lint: install  ## ruff lint + format check, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check .
