@@ -12,7 +12,7 @@ from pathlib import Path
 from mmlearn.data.modality import Modality
 from mmlearn.data.policy import InputPolicy
 from mmlearn.data.sample import BadSampleError, Sample, SplitReport
-from mmlearn.data.text_files import open_text, refuse_undecodable
+from mmlearn.data.text_files import json_lines, open_text, refuse_undecodable
 
 REQUIRED_COLUMNS = ("text", "image_path", "labels")
 UNLABELLED_COLUMNS = ("text", "image_path")  # a predict file: `labels` may be absent (it is not read)
@@ -24,7 +24,7 @@ def iter_rows(
     """(row number, row) pairs; CSV rows count from 2 (line 1 is the header), JSONL from 1. A row that
     cannot be parsed comes as {"__error__": why}, for the shared loop to raise or skip."""
     if path.suffix == ".jsonl":
-        yield from _jsonl_rows(path, encoding)
+        yield from json_lines(path, encoding)
         return
     with open_text(path, encoding, newline="") as handle:
         reader = csv.DictReader(handle, strict=True)
@@ -62,19 +62,6 @@ def _header(reader: csv.DictReader, path: Path, encoding: str) -> list[str]:
 
 def _fields(row: dict) -> int:
     return sum(value is not None for key, value in row.items() if key is not None) + len(row.get(None) or [])
-
-
-def _jsonl_rows(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
-    with open_text(path, encoding) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line.lstrip("\ufeff"))
-            except json.JSONDecodeError as err:
-                yield number, {"__error__": f"malformed JSON line: {err}"}
-                continue
-            yield number, row if isinstance(row, dict) else {"__error__": "line is not a JSON object"}
 
 
 def parse_labels(raw) -> tuple[str, ...]:

@@ -8,6 +8,8 @@ holds one, and no tokenizer accepts one, so `undecodable` finds them in a row or
 from __future__ import annotations
 
 import codecs
+import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -24,6 +26,20 @@ def check_encoding(encoding: str) -> str:
 
 def open_text(path: Path, encoding: str, newline: str | None = None) -> IO[str]:
     return Path(path).open(encoding=encoding, errors="surrogateescape", newline=newline)
+
+
+def json_lines(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file; a malformed line or one that is
+    not an object becomes an `{"__error__": ...}` row, for the reader's bad-row policy to name."""
+    with open_text(path, encoding) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line.lstrip("\ufeff"))
+            except json.JSONDecodeError as err:
+                row = {"__error__": f"malformed JSON line: {err}"}
+            yield number, row if isinstance(row, dict) else {"__error__": "line is not a JSON object"}
 
 
 def read_text(path: Path, encoding: str) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mmlearn.data.sample import BadSampleError
-from mmlearn.data.text_files import open_text, read_text, refuse_undecodable
+from mmlearn.data.text_files import json_lines, open_text, read_text, refuse_undecodable
 
 
 def require_file(path: Path, what: str) -> Path:
@@ -27,17 +27,8 @@ def id_lines(path: Path, encoding: str) -> Iterator[tuple[str, dict]]:
 
 def jsonl_rows(path: Path, encoding: str) -> Iterator[tuple[str, dict]]:
     """One JSON object a line; a malformed line becomes an error row for the shared loop."""
-    with open_text(require_file(path, "split file"), encoding) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line.lstrip("\ufeff"))
-            except json.JSONDecodeError as err:
-                row = {"__error__": f"malformed JSON line: {err}"}
-            if not isinstance(row, dict):
-                row = {"__error__": "line is not a JSON object"}
-            yield f"{path}:{number}", row
+    for number, row in json_lines(require_file(path, "split file"), encoding):
+        yield f"{path}:{number}", row
 
 
 def tsv_rows(path: Path, columns: tuple[str, ...], encoding: str) -> Iterator[tuple[str, dict]]:
