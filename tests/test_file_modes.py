@@ -43,3 +43,20 @@ def test_a_saved_directory_honours_the_umask(tmp_path, umask):
 def test_an_atomic_file_honours_the_umask(tmp_path, umask):
     path = write_atomic(tmp_path / "metrics.json", "{}")
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_built_tiny_preset_honours_the_umask(tmp_path, umask):
+    """ModelSpec.ensure_local stages a tiny checkpoint in mkdtemp (0700) with safetensors (0600)."""
+    from dataclasses import replace
+
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose
+
+    cfg = compose(["model=qwen2vl_tiny", f"paths.root_dir={tmp_path}", f"paths.cache_dir={tmp_path}"])
+    spec = instantiate(cfg.model, _convert_="all")
+    spec = replace(spec, pretrained=str(tmp_path / "models" / "qwen2vl_tiny"))
+    spec.ensure_local()
+    modes = _modes(tmp_path / "models" / "qwen2vl_tiny")
+    assert "qwen2vl_tiny/model.safetensors" in modes
+    assert set(modes.values()) <= {0o666 & ~umask, 0o777 & ~umask}, modes

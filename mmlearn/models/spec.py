@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from mmlearn.io import normalise_modes
+
 
 @dataclass
 class ModelSpec:
@@ -43,6 +45,7 @@ class ModelSpec:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         self.build(staging)
+        normalise_modes(staging)  # mkdtemp and safetensors leave 0700/0600 behind
         try:
             os.replace(staging, target)
         except OSError:
