@@ -3,7 +3,7 @@
 Every shell command in a code block of those files (fenced, or indented by four spaces; `\\`
 continuations joined) that invokes `python train.py|evaluate.py|compare.py|export.py|sweep/summarize.py`
 or `make` is a test case, in the order the files list them, in one fresh copy of the working tree
-(git's tracked and unignored files; `.venv` linked to this checkout's) whose `runs/`, `data/` and
+(git's tracked and unignored files; `.venv` linked to the environment running the suite) whose `runs/`, `data/` and
 `.cache/` start empty. No `MMLEARN_*` variable is set (the README sets none for these commands); only the
 offline switches for the model hub and W&B, and one thread per process.
 
@@ -33,6 +33,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,13 +259,16 @@ def clone(tmp_path_factory) -> Path:
         if (REPO / name).is_file():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, root / name)
-    (root / ".venv").symlink_to(REPO / ".venv")
+    # the environment this suite runs in, under the name the README's make targets use (CI's is
+    # .venv-ci; a user's is .venv)
+    (root / ".venv").symlink_to(Path(sys.prefix))
     return root
 
 
 @pytest.fixture(scope="module")
 def user_env(clone) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLEARN_") and k != "PYTHONPATH"}
+    dropped = ("PYTHONPATH", "VENV")  # VENV: .ci/run's own choice, not something the README tells users
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMLEARN_") and k not in dropped}
     env.update(OFFLINE, VIRTUAL_ENV=str(clone / ".venv"))
     env["PATH"] = f"{clone / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
     return env
