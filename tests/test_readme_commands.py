@@ -267,7 +267,9 @@ def clone(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def user_env(clone) -> dict:
-    dropped = ("PYTHONPATH", "VENV")  # VENV: .ci/run's own choice, not something the README tells users
+    # VENV: .ci/run's own choice, not something the README tells users; MAKE*: set when the suite runs
+    # under `make test` (a nested make prints "Entering directory"); a user's shell has neither
+    dropped = ("PYTHONPATH", "VENV", "MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMLEARN_") and k not in dropped}
     env.update(OFFLINE, VIRTUAL_ENV=str(clone / ".venv"))
     env["PATH"] = f"{clone / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
