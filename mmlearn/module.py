@@ -85,17 +85,21 @@ class VLMFineTuner(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
         return loss
 
-    @torch.no_grad()
-    def generate_answers(self, inputs: dict, decode: bool = True, **overrides):
-        """Greedy answers to left-padded prompts: the texts, or (decode=False) the new token ids."""
+    def generate_kwargs(self) -> dict:
+        """The greedy `generate` arguments behind decoding=generate (also written to mmlearn.json)."""
         tokenizer = self.processor.tokenizer
-        kwargs = {
+        return {
             "max_new_tokens": self.max_new_tokens,
             "do_sample": False,
             "pad_token_id": tokenizer.pad_token_id,
             "eos_token_id": stop_token_ids(self.model.generation_config, tokenizer),
-            **overrides,
         }
+
+    @torch.no_grad()
+    def generate_answers(self, inputs: dict, decode: bool = True, **overrides):
+        """Greedy answers to left-padded prompts: the texts, or (decode=False) the new token ids."""
+        tokenizer = self.processor.tokenizer
+        kwargs = {**self.generate_kwargs(), **overrides}
         new_tokens = self.model.generate(**inputs, **kwargs)[:, inputs["input_ids"].shape[1] :]
         return tokenizer.batch_decode(new_tokens, skip_special_tokens=True) if decode else new_tokens
 

@@ -11,7 +11,6 @@ from omegaconf import DictConfig, OmegaConf
 import mmlearn
 from mmlearn.artefacts.answers import task_description
 from mmlearn.artefacts.prompt_recipe import prompt_recipe
-from mmlearn.decoding.base import stop_token_ids
 
 SCHEMA_VERSION = 1
 FILE = "mmlearn.json"
@@ -55,16 +54,10 @@ def loading(spec, quantization) -> dict:
 
 def decoding(decoding_cfg: DictConfig, module) -> dict:
     """The greedy `generate` call behind mmlearn's `decoding=generate` answers."""
-    tokenizer = module.processor.tokenizer
     return {
         "decoder": module.decoder.name,
         "settings": _settings(decoding_cfg),
-        "generate_kwargs": {
-            "max_new_tokens": module.max_new_tokens,
-            "do_sample": False,
-            "pad_token_id": tokenizer.pad_token_id,
-            "eos_token_id": stop_token_ids(module.model.generation_config, tokenizer),
-        },
+        "generate_kwargs": module.generate_kwargs(),
         "batch_decode": {"skip_special_tokens": True},
         "plain_generate_reproduces_predictions": module.decoder.name == "generate",
     }
