@@ -211,7 +211,7 @@ def main() -> None:
         "samples": args.samples,
         "eval_batch_size": args.eval_batch_size,
         "num_workers": args.num_workers,
-        "mmlearn_max_new_tokens": module.max_new_tokens,
+        "mmlearn_max_new_tokens": decoders["generate"].max_new_tokens(module.decoding_context),
         "per_sample_max_new_tokens": args.seed_max_new_tokens,
         "repeats": args.repeats,
     }
@@ -222,7 +222,7 @@ def main() -> None:
         )
         # how much of the gap is batching alone: the same loop with mmlearn's answer-sized budget
         result["per_sample_mmlearn_budget"] = per_sample_generation(
-            module, datamodule.splits["test"], module.max_new_tokens
+            module, datamodule.splits["test"], decoders["generate"].max_new_tokens(module.decoding_context)
         )
     result["label_sets"] = label_set_speeds(
         work, args.label_sets, args.label_set_samples, args.eval_batch_size, args.num_workers, args.repeats

@@ -29,7 +29,6 @@ def build_module(cfg: DictConfig, task, *, adapter_dir=None, spec=None, decoder=
         towers=TowerPlan(modes=dict(cfg.peft.towers), lr=dict(cfg.peft.tower_lr)),
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler),
-        extra_new_tokens=cfg.extra_new_tokens,
         decoder=decoder if decoder is not None else instantiate(cfg.decoding),
         adapter_dir=adapter_dir,
     )

@@ -4,12 +4,10 @@ validated by generating answers and scoring them with the task metrics."""
 from __future__ import annotations
 
 import logging
-from functools import cached_property
 
 import lightning as L
-import torch
 
-from mmlearn.decoding.base import stop_token_ids
+from mmlearn.decoding.context import DecodingContext
 from mmlearn.decoding.records import prediction_record
 from mmlearn.models.adapters import attach_adapter, describe_trainable, load_adapter
 from mmlearn.models.loss import causal_lm_loss
@@ -30,7 +28,6 @@ class VLMFineTuner(L.LightningModule):
         towers,
         optimizer,
         scheduler,
-        extra_new_tokens: int,
         decoder,
         adapter_dir: str | None = None,
     ) -> None:
@@ -40,7 +37,6 @@ class VLMFineTuner(L.LightningModule):
         self.towers = towers
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.extra_new_tokens = extra_new_tokens
         decoder.check(task)
         self.decoder = decoder  # how answers are read, in validation, test and evaluate.py alike
         check_vision_cache(spec, towers)  # before loading: a refused cache costs no model load
@@ -52,6 +48,8 @@ class VLMFineTuner(L.LightningModule):
             self.model = attach_adapter(base, spec, adapter, towers, quantized=quantization is not None)
         self.model.train()  # from_pretrained returns eval mode; LoRA dropout must be live in training
         self.vision_cache = install_vision_cache(self.model, spec, towers)  # None unless enabled
+        # what the decoder reads (never this module): the same object evaluate.py and a server decode with
+        self.decoding_context = DecodingContext(self.model, self.processor, spec.prompt, task)
         self.is_peft = adapter is not None or adapter_dir is not None
         self.strict_loading = False  # checkpoints hold only the trainable weights
         self.val_metrics = task.build_metrics()
@@ -65,11 +63,6 @@ class VLMFineTuner(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         if self.vision_cache is not None:
             log.info("epoch %d: %s", self.current_epoch, self.vision_cache.describe())
-
-    @cached_property
-    def max_new_tokens(self) -> int:
-        longest = self.spec.prompt.answer_ids(self.processor.tokenizer, self.task.longest_answer())
-        return len(longest) + self.extra_new_tokens  # the reply's tokens and its end token
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         """Only the model inputs travel; the samples stay on the host for parsing and scoring. Lightning's
@@ -85,33 +78,15 @@ class VLMFineTuner(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
         return loss
 
-    def generate_kwargs(self) -> dict:
-        """The greedy `generate` arguments behind decoding=generate (also written to mmlearn.json)."""
-        tokenizer = self.processor.tokenizer
-        return {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": False,
-            "pad_token_id": tokenizer.pad_token_id,
-            "eos_token_id": stop_token_ids(self.model.generation_config, tokenizer),
-        }
-
-    @torch.no_grad()
-    def generate_answers(self, inputs: dict, decode: bool = True, **overrides):
-        """Greedy answers to left-padded prompts: the texts, or (decode=False) the new token ids."""
-        tokenizer = self.processor.tokenizer
-        kwargs = {**self.generate_kwargs(), **overrides}
-        new_tokens = self.model.generate(**inputs, **kwargs)[:, inputs["input_ids"].shape[1] :]
-        return tokenizer.batch_decode(new_tokens, skip_special_tokens=True) if decode else new_tokens
-
     def _evaluate_batch(self, batch, metrics) -> list[dict]:
-        decoded = self.decoder.decode(self, batch)
+        decoded = self.decoder.decode(self.decoding_context, batch)
         samples = batch["samples"]
         metrics.update([d.parsed for d in decoded], samples)
         return [prediction_record(self.task, batch, i, d) for i, d in enumerate(decoded)]
 
     def predict_step(self, batch, batch_idx):
         """Answers to unlabelled samples: the records carry no gold labels and feed no metrics."""
-        decoded = self.decoder.decode(self, batch)
+        decoded = self.decoder.decode(self.decoding_context, batch)
         return [prediction_record(self.task, batch, i, d, labelled=False) for i, d in enumerate(decoded)]
 
     def validation_step(self, batch, batch_idx):

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from mmlearn.building import build_datamodule, build_module
 from mmlearn.data.collate import PromptCollator
-from mmlearn.decoding import ConstrainedDecoder, ScoreDecoder
+from mmlearn.decoding import ConstrainedDecoder, DecodingContext, ScoreDecoder, generate_answers
 from mmlearn.decoding.prefix_plan import gather_scores, plan_prefixes, tree_mask, write_edges
 from mmlearn.decoding.score import score_candidates
 from mmlearn.decoding.thresholds import f1_at, tune_thresholds
@@ -83,9 +83,9 @@ def test_constrained_generation_never_fails_to_parse(setup):
     assert type(module.model).__name__.startswith("Peft")
     samples = datamodule.splits["test"]
     batch = _batch(module, datamodule.task, samples)
-    free = module.decoder.decode(module, batch)
+    free = module.decoder.decode(module.decoding_context, batch)
     assert sum(not d.parsed.ok for d in free) > 0  # otherwise this test would prove nothing
-    constrained = ConstrainedDecoder(max_candidates=4096).decode(module, batch)
+    constrained = ConstrainedDecoder(max_candidates=4096).decode(module.decoding_context, batch)
     valid = {answer for answer, _ in datamodule.task.candidates(limit=4096)}
     assert all(d.parsed.ok and d.output in valid for d in constrained)
 
@@ -124,7 +124,7 @@ def test_multiclass_scores_are_a_distribution_and_pick_the_argmax(setup, likelih
     task = MultiClassTask(["red", "blue", "none"], "Which colour? {labels}")
     module = build_module(cfg, task).eval()
     decoded = _score_decoder(likelihood=likelihood).decode(
-        module, _batch(module, task, datamodule.splits["test"][:4])
+        module.decoding_context, _batch(module, task, datamodule.splits["test"][:4])
     )
     for d in decoded:
         assert sum(d.scores.values()) == pytest.approx(1.0, abs=1e-5)
@@ -135,11 +135,12 @@ def test_multilabel_scores_are_marginals_and_thresholds_decide(setup):
     _, datamodule, module = setup
     batch = _batch(module, datamodule.task, datamodule.splits["test"][:4])
     labels = datamodule.task.labels
-    for d in _score_decoder(threshold=0.0).decode(module, batch):
+    context = module.decoding_context
+    for d in _score_decoder(threshold=0.0).decode(context, batch):
         assert all(0.0 <= p <= 1.0 for p in d.scores.values())
         assert d.parsed.labels == tuple(labels)  # every marginal >= 0
     low = {label: 0.0 if label == "blue" else 1.1 for label in labels}
-    assert all(d.parsed.labels == ("blue",) for d in _score_decoder(thresholds=low).decode(module, batch))
+    assert all(d.parsed.labels == ("blue",) for d in _score_decoder(thresholds=low).decode(context, batch))
 
 
 def test_tuned_thresholds_never_lose_to_the_default_on_val():
@@ -197,14 +198,15 @@ def test_constrained_rows_stop_once_the_answer_is_determined(setup):
     tokenizer = module.processor.tokenizer
     trie = answer_trie(module.spec.prompt, tokenizer, SPORTS100[:40])
     start = batch["inputs"]["input_ids"].shape[1]
-    full = module.generate_answers(
+    context = DecodingContext(module.model, module.processor, module.spec.prompt, task)
+    full = generate_answers(
+        context,
         batch["inputs"],
         max_new_tokens=trie.depth,
         prefix_allowed_tokens_fn=lambda _, ids: (
             trie.next_tokens(ids[start:].tolist()) or [tokenizer.pad_token_id]
         ),
     )
-    original, module.task = module.task, task
     steps = []
     try:
         generate = module.model.generate
@@ -215,9 +217,8 @@ def test_constrained_rows_stop_once_the_answer_is_determined(setup):
             return out
 
         module.model.generate = counting
-        decoded = ConstrainedDecoder(max_candidates=64).decode(module, batch)
+        decoded = ConstrainedDecoder(max_candidates=64).decode(context, batch)
     finally:
-        module.task = original
         del module.model.generate
     assert [d.output for d in decoded] == full
     assert all(d.parsed.ok for d in decoded)

@@ -13,8 +13,8 @@ from transformers import AutoProcessor
 from mmlearn.comparison.metrics import bootstrap_weights, weighted_metrics
 from mmlearn.comparison.report import write_report
 from mmlearn.data.collate import PromptCollator
-from mmlearn.data.sample import Sample
 from mmlearn.fewshot import ShotSelector, check_few_shot
+from mmlearn.sample import Sample
 from mmlearn.tasks import MultiLabelTask
 from tests.conftest import chat_prompt, run_script
 
@@ -246,7 +246,7 @@ def test_zero_shot_base_loads_in_4_bit_with_qlora(tiny_qwen2vl, demo_dir):
         datamodule.splits["test"][:3]
     )
     with torch.no_grad():
-        decoded = module.decoder.decode(module, batch)
+        decoded = module.decoder.decode(module.decoding_context, batch)
     assert all(d.parsed.ok and all(0.0 <= p <= 1.0 for p in d.scores.values()) for d in decoded)
     plain = build_base_module(compose([*overrides], "evaluate"), datamodule.task, instantiate(cfg.decoding))
     assert not any(isinstance(m, bnb.nn.Linear4bit) for m in plain.model.modules())

@@ -20,6 +20,7 @@ from PIL import Image
 from transformers import AutoProcessor, LogitsProcessor, LogitsProcessorList
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
+from mmlearn.decoding import generate_answers
 from tests.conftest import REPO, compose, run_script
 
 SHARED = Path(REPO).parent / "shared" / "real_processors"
@@ -272,8 +273,12 @@ def test_every_end_token_of_the_real_generation_config_stops_generation(modules,
     ends = config["eos_token_id"] if isinstance(config["eos_token_id"], list) else [config["eos_token_id"]]
     inputs = module.spec.prompt.encode(module.processor, ["Is it red?"], [[_image()]])
     for end in ends:
-        new = module.generate_answers(
-            inputs, decode=False, max_new_tokens=4, logits_processor=LogitsProcessorList([ForceToken(end)])
+        new = generate_answers(
+            module.decoding_context,
+            inputs,
+            decode=False,
+            max_new_tokens=4,
+            logits_processor=LogitsProcessorList([ForceToken(end)]),
         )
         assert new[0].tolist() == [end], (family, end)
 

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 import mmlearn
 from mmlearn.artefacts.answers import task_description
 from mmlearn.artefacts.prompt_recipe import prompt_recipe
+from mmlearn.decoding import GenerateDecoder, generate_kwargs
 
 SCHEMA_VERSION = 1
 FILE = "mmlearn.json"
@@ -53,11 +54,17 @@ def loading(spec, quantization) -> dict:
 
 
 def decoding(decoding_cfg: DictConfig, module) -> dict:
-    """The greedy `generate` call behind mmlearn's `decoding=generate` answers."""
+    """The greedy `generate` call behind mmlearn's `decoding=generate` answers; for another decoder, the
+    plain greedy call with the longest answer's budget (it does not reproduce that decoder's answers)."""
+    decoder, context = module.decoder, module.decoding_context
+    if isinstance(decoder, GenerateDecoder):
+        kwargs = decoder.generate_kwargs(context)
+    else:
+        kwargs = generate_kwargs(context, context.answer_budget)
     return {
-        "decoder": module.decoder.name,
+        "decoder": decoder.name,
         "settings": _settings(decoding_cfg),
-        "generate_kwargs": module.generate_kwargs(),
+        "generate_kwargs": kwargs,
         "batch_decode": {"skip_special_tokens": True},
         "plain_generate_reproduces_predictions": module.decoder.name == "generate",
     }

@@ -1,8 +1,16 @@
-"""What a decoder returns, and the check that a task has the closed answer set a decoder needs."""
+"""What a decoder is and returns, and the check that a task has the closed answer set a decoder needs.
+
+A decoder is a frozen dataclass built from `conf/decoding/<name>.yaml`: its settings never change
+after construction (tuned thresholds make a new decoder, `dataclasses.replace`). It reads answers
+through `decode(context, batch)`, where the context (mmlearn/decoding/context.py) is the model side —
+model, processor, prompt format, task — and the batch is what the datamodule's collator made. Anything
+that turns a batch into answers fits the seam: a decoder that generates, one that scores candidates,
+one that reads a classification head's logits, one that sends the prompts to an HTTP endpoint."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import ClassVar
 
 from mmlearn.tasks.base import Parsed
 
@@ -17,14 +25,27 @@ class Decoded:
     scores: dict[str, float] | None = None
 
 
+@dataclass(frozen=True)
 class Decoder:
-    name = ""
+    name: ClassVar[str] = ""
 
     def check(self, task) -> None:
         """Raise when this decoder cannot serve the task; called once, before any batch."""
 
-    def decode(self, module, batch: dict) -> list[Decoded]:
+    def decode(self, context, batch: dict) -> list[Decoded]:
         raise NotImplementedError
+
+
+def tunes_thresholds(decoder: Decoder) -> bool:
+    """Whether the decoder predicts multi-label answers by per-label thresholds on probabilities."""
+    return "thresholds" in {f.name for f in fields(decoder)}
+
+
+def with_thresholds(decoder: Decoder, thresholds: dict[str, float]) -> Decoder:
+    """The same decoder with per-label thresholds (tuned on val)."""
+    if not tunes_thresholds(decoder):
+        raise ValueError(f"decoding={decoder.name} predicts no per-label thresholds")
+    return replace(decoder, thresholds=thresholds)
 
 
 def pad_or_eos(tokenizer) -> int:
@@ -32,12 +53,11 @@ def pad_or_eos(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-def stop_token_ids(generation_config, tokenizer) -> list[int]:
-    """The tokenizer's end token and every end token of the checkpoint's generation config: passing one
-    id to `generate` replaces the config's list (Qwen2-VL also ends on <|endoftext|>, Llama 3 on three)."""
-    configured = generation_config.eos_token_id
-    configured = configured if isinstance(configured, list) else [configured]
-    return list(dict.fromkeys(i for i in [tokenizer.eos_token_id, *configured] if i is not None))
+def parsed_answers(context, outputs: list[str], samples) -> list[Decoded]:
+    """Each output text with what the task's parser makes of it."""
+    return [
+        Decoded(raw, context.task.parse(raw, sample)) for raw, sample in zip(outputs, samples, strict=True)
+    ]
 
 
 def require_closed_answers(decoder: Decoder, task, limit: int) -> list[tuple[str, tuple[str, ...]]]:

@@ -13,43 +13,45 @@ guards the size).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from mmlearn.decoding.base import Decoded, Decoder, pad_or_eos, require_closed_answers
+from mmlearn.decoding.base import Decoded, Decoder, pad_or_eos, parsed_answers, require_closed_answers
+from mmlearn.decoding.generation import generate_answers
 from mmlearn.decoding.trie import TokenTrie, answer_trie
 
 
+@dataclass(frozen=True)
 class ConstrainedDecoder(Decoder):
-    name = "constrained"
-
-    def __init__(self, *, max_candidates: int) -> None:
-        self.max_candidates = max_candidates
-        self._tries: dict[tuple[int, int], TokenTrie] = {}
+    max_candidates: int  # valid answers the trie may hold (multi-label: 2^K arrays)
+    name: ClassVar[str] = "constrained"
 
     def check(self, task) -> None:
         require_closed_answers(self, task, self.max_candidates)
 
-    def trie(self, module) -> TokenTrie:
-        tokenizer = module.processor.tokenizer
-        key = (id(module.task), id(tokenizer), id(module.spec.prompt))
-        if key not in self._tries:
-            candidates = require_closed_answers(self, module.task, self.max_candidates)
-            self._tries[key] = answer_trie(
-                module.spec.prompt, tokenizer, [answer for answer, _ in candidates]
-            )
-        return self._tries[key]
+    def trie(self, context) -> TokenTrie:
+        """The answers' token trie, built once per context."""
 
-    def decode(self, module, batch: dict) -> list[Decoded]:
-        tokenizer = module.processor.tokenizer
-        trie = self.trie(module)
+        def build() -> TokenTrie:
+            candidates = require_closed_answers(self, context.task, self.max_candidates)
+            return answer_trie(context.prompt, context.tokenizer, [answer for answer, _ in candidates])
+
+        return context.memo(("answer_trie", self.max_candidates), build)
+
+    def decode(self, context, batch: dict) -> list[Decoded]:
+        tokenizer = context.tokenizer
+        trie = self.trie(context)
         start = batch["inputs"]["input_ids"].shape[1]  # left padding: every row's answer starts here
         finished = pad_or_eos(tokenizer)
 
         def allowed(batch_id, input_ids):
             return trie.next_tokens(input_ids[start:].tolist()) or [finished]
 
-        generated = module.generate_answers(
+        generated = generate_answers(
+            context,
             batch["inputs"],
             max_new_tokens=trie.depth,
             prefix_allowed_tokens_fn=allowed,
@@ -61,10 +63,7 @@ class ConstrainedDecoder(Decoder):
             path, rest = trie.determined(row)
             answers.append(path + rest)
         outputs = tokenizer.batch_decode(answers, skip_special_tokens=True)
-        return [
-            Decoded(raw, module.task.parse(raw, sample))
-            for raw, sample in zip(outputs, batch["samples"], strict=True)
-        ]
+        return parsed_answers(context, outputs, batch["samples"])
 
 
 class AnswerDetermined(StoppingCriteria):

@@ -31,6 +31,10 @@ else `threshold`; `evaluate.py tune_thresholds=true` tunes them on val). `scores
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 
 from mmlearn.decoding.base import Decoded, Decoder, require_closed_answers
@@ -43,90 +47,70 @@ from mmlearn.tasks.base import Parsed
 NORMALIZE = ("sum", "mean")
 
 
+@dataclass(frozen=True)
 class ScoreDecoder(Decoder):
-    name = "score"
+    """The settings of conf/decoding/score.yaml (see there); `thresholds` come from the config or from
+    `evaluate.py tune_thresholds=true` (`with_thresholds`: a new decoder)."""
 
-    def __init__(
-        self,
-        *,
-        normalize: str,
-        likelihood: str,
-        rows_per_batch: int,
-        tokens_per_pass: int,
-        segment_tokens: int | None,
-        max_candidates: int,
-        threshold: float,
-        thresholds: dict[str, float] | None,
-        share_prompt: bool,
-    ) -> None:
-        if normalize not in NORMALIZE:
-            raise ValueError(f"decoding.normalize must be one of {NORMALIZE}, got {normalize!r}")
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"decoding.likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-        if likelihood == "constrained" and (normalize != "sum" or not share_prompt):
+    normalize: str
+    likelihood: str
+    rows_per_batch: int
+    tokens_per_pass: int
+    segment_tokens: int | None
+    max_candidates: int
+    threshold: float
+    thresholds: Mapping[str, float] | None
+    share_prompt: bool
+    name: ClassVar[str] = "score"
+
+    def __post_init__(self) -> None:
+        if self.normalize not in NORMALIZE:
+            raise ValueError(f"decoding.normalize must be one of {NORMALIZE}, got {self.normalize!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"decoding.likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+        if self.likelihood == "constrained" and (self.normalize != "sum" or not self.share_prompt):
             raise ValueError(
                 "decoding.likelihood=constrained needs decoding.normalize=sum and decoding.share_prompt=true "
-                f"(got normalize={normalize!r}, share_prompt={share_prompt}); "
+                f"(got normalize={self.normalize!r}, share_prompt={self.share_prompt}); "
                 "add decoding.likelihood=full for those settings"
             )
-        self.normalize = normalize
-        self.likelihood = likelihood
-        self.rows_per_batch = rows_per_batch
-        self.tokens_per_pass = tokens_per_pass
-        self.segment_tokens = segment_tokens
-        self.max_candidates = max_candidates
-        self.threshold = threshold
-        self.thresholds = dict(thresholds) if thresholds else None
-        self.share_prompt = share_prompt
-        self._plans: dict[tuple[int, int, int], PrefixPlan] = {}
+        # a plain dict whatever the caller passed (Hydra passes a DictConfig); frozen: set once, here
+        object.__setattr__(self, "thresholds", dict(self.thresholds) if self.thresholds else None)
 
     def check(self, task) -> None:
         require_closed_answers(self, task, self.max_candidates)
         if self.thresholds is not None and set(self.thresholds) != set(task.labels):
             raise ValueError(f"decoding.thresholds must name exactly the labels {task.labels}")
 
-    def with_thresholds(self, thresholds: dict[str, float]) -> ScoreDecoder:
-        return ScoreDecoder(
-            normalize=self.normalize,
-            likelihood=self.likelihood,
-            rows_per_batch=self.rows_per_batch,
-            tokens_per_pass=self.tokens_per_pass,
-            segment_tokens=self.segment_tokens,
-            max_candidates=self.max_candidates,
-            threshold=self.threshold,
-            thresholds=thresholds,
-            share_prompt=self.share_prompt,
-        )
-
     def label_thresholds(self, labels: list[str]) -> torch.Tensor:
         return torch.tensor([(self.thresholds or {}).get(label, self.threshold) for label in labels])
 
-    def decode(self, module, batch: dict) -> list[Decoded]:
-        task = module.task
+    def decode(self, context, batch: dict) -> list[Decoded]:
+        task = context.task
         candidates = require_closed_answers(self, task, self.max_candidates)
         answers = [answer for answer, _ in candidates]
         if self.share_prompt:
-            plan = self.plan(module, answers)
+            plan = self.plan(context, answers)
             logp = score_with_shared_prompt(
-                module.model,
+                context.model,
                 batch["inputs"],
                 plan,
                 tokens_per_pass=self.tokens_per_pass,
                 segment_tokens=self.segment_tokens,
-                device=module.device,
+                device=context.device,
             )
             if self.normalize == "mean":
                 logp = logp / torch.tensor(plan.answer_lengths, dtype=logp.dtype)
         else:
             logp = score_candidates(
-                module.model,
-                module.processor,
-                module.spec.prompt,
+                context.model,
+                context.processor,
+                context.prompt,
                 batch,
                 answers,
                 normalize=self.normalize,
                 rows_per_batch=self.rows_per_batch,
-                device=module.device,
+                device=context.device,
             )
         probs = logp.softmax(dim=-1)
         if task.kind == "multiclass":
@@ -139,15 +123,15 @@ class ScoreDecoder(Decoder):
             for row, p in zip(chosen.tolist(), marginals, strict=True)
         ]
 
-    def plan(self, module, answers: list[str]) -> PrefixPlan:
+    def plan(self, context, answers: list[str]) -> PrefixPlan:
         """What to read for the candidates' scored tokens (the reply + end token exactly as a training
-        batch encodes them), once per task."""
-        key = (id(module.task), id(module.processor), id(module.spec.prompt))
-        if key not in self._plans:
-            tokenizer = module.processor.tokenizer
-            answer_ids = [module.spec.prompt.answer_ids(tokenizer, answer) for answer in answers]
-            self._plans[key] = plan_prefixes(answer_ids, self.likelihood)
-        return self._plans[key]
+        batch encodes them), once per context."""
+
+        def build() -> PrefixPlan:
+            answer_ids = [context.prompt.answer_ids(context.tokenizer, answer) for answer in answers]
+            return plan_prefixes(answer_ids, self.likelihood)
+
+        return context.memo(("prefix_plan", self.likelihood, self.max_candidates), build)
 
 
 def _decoded(task, labels: tuple[str, ...], probs: torch.Tensor, names: list[str]) -> Decoded:

@@ -18,7 +18,20 @@ def load_run_config(run_dir: Path) -> DictConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run_dir must be a directory written by train.py")
-    return with_new_settings(OmegaConf.load(path))
+    return with_new_settings(with_moved_settings(OmegaConf.load(path)))
+
+
+def with_moved_settings(run_cfg: DictConfig) -> DictConfig:
+    """A run recorded before a setting moved gets it at its new home: `extra_new_tokens` (top level until
+    0.1) is `decoding.extra_new_tokens` of decoding=generate, the one decoder that reads it."""
+    if "extra_new_tokens" not in run_cfg:
+        return run_cfg
+    moved = OmegaConf.create(OmegaConf.to_container(run_cfg))
+    value = moved.pop("extra_new_tokens")
+    decoding = moved.get("decoding")
+    if decoding is not None and str(decoding.get("_target_", "")).endswith(".GenerateDecoder"):
+        decoding.setdefault("extra_new_tokens", value)
+    return moved
 
 
 def compose_current(overrides: list[str]) -> DictConfig:

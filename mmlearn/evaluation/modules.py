@@ -38,7 +38,6 @@ def build_base_module(cfg: DictConfig, task, decoder) -> VLMFineTuner:
         towers=TowerPlan(modes=dict.fromkeys(TOWERS, "frozen"), lr=dict.fromkeys(TOWERS)),
         optimizer=None,
         scheduler=None,
-        extra_new_tokens=cfg.extra_new_tokens,
         decoder=decoder,
     )
 

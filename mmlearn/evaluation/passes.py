@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from mmlearn.callbacks import PredictionWriter
 from mmlearn.data.datamodule import PREDICT
-from mmlearn.decoding import ScoreDecoder
+from mmlearn.decoding import tunes_thresholds, with_thresholds
 from mmlearn.decoding.thresholds import thresholds_from_rows
 from mmlearn.io import write_json
 
@@ -89,8 +89,11 @@ def run_split(
 def tune_on_val(trainer: L.Trainer, module, datamodule, split: str, out: Path) -> dict[str, float]:
     """Per-label thresholds with the best val F1, fitted on rank 0 and sent to every rank; the val
     predictions they come from are kept in tuning/predictions/val.jsonl."""
-    if not isinstance(module.decoder, ScoreDecoder) or datamodule.task.kind != "multilabel":
-        raise ValueError("tune_thresholds=true needs decoding=score on a multi-label task")
+    if not tunes_thresholds(module.decoder) or datamodule.task.kind != "multilabel":
+        raise ValueError(
+            f"tune_thresholds=true needs a decoder with per-label thresholds (decoding=score) on a "
+            f"multi-label task; got decoding={module.decoder.name} on a {datamodule.task.kind} task"
+        )
     if split == "val":
         log.warning("thresholds tuned on val and evaluated on val: the val metrics are optimistic")
     trainer.validate(module, datamodule=datamodule)
@@ -104,5 +107,5 @@ def tune_on_val(trainer: L.Trainer, module, datamodule, split: str, out: Path) -
         )
         write_json(out / "thresholds.json", thresholds)
     thresholds = trainer.strategy.broadcast(thresholds, src=0)
-    module.decoder = module.decoder.with_thresholds(thresholds)
+    module.decoder = with_thresholds(module.decoder, thresholds)  # a new decoder; the module reads it
     return thresholds

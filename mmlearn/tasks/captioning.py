@@ -11,7 +11,7 @@ from torchmetrics.aggregation import MeanMetric
 from torchmetrics.text import BLEUScore
 from torchmetrics.utilities import dim_zero_cat
 
-from mmlearn.data.sample import Sample
+from mmlearn.sample import Sample
 from mmlearn.tasks.base import Parsed, Task
 from mmlearn.tasks.caption_scores import cider_d, rouge_l, words
 
@@ -28,7 +28,7 @@ def clean_caption(output: str) -> str:
 class CaptioningTask(Task):
     """Trains on `sample.labels[0]` (the reader decides which reference that is) and scores against all
     of `sample.labels`. `longest_caption` is the longest reference of the dataset: generation may run to
-    its length plus the run's `extra_new_tokens`."""
+    its length plus `decoding.extra_new_tokens`."""
 
     kind = "captioning"
     headline = "cider"
