@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 import random
 
-from mmlearn.data.sample import Sample
+from mmlearn.sample import Sample
 
 
 class ShotSelector:

@@ -18,8 +18,8 @@ from mmlearn.building import build_callbacks, build_datamodule, build_loggers, b
 from mmlearn.checkpointing import save_directory_atomic
 from mmlearn.io import write_atomic, write_json, write_jsonl
 from mmlearn.memory import estimate_run
+from mmlearn.redaction import redact_secrets
 from mmlearn.resume import RunDirectoryInUse, check_run_dir, command_line_keys, resume_checkpoint_path
-from mmlearn.secrets import redact_secrets
 from mmlearn.tracking import finish_wandb_run
 
 log = logging.getLogger(__name__)

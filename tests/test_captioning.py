@@ -6,7 +6,8 @@ import math
 import pytest
 from hydra.utils import instantiate
 
-from mmlearn.data.sample import BadSampleError, Sample
+from mmlearn.data.sample import BadSampleError
+from mmlearn.sample import Sample
 from mmlearn.tasks.base import Parsed
 from mmlearn.tasks.caption_scores import cider_d, cider_d_scores, lcs_length, rouge_l, words
 from mmlearn.tasks.captioning import CaptioningTask, CaptionMetrics

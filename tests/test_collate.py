@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoProcessor
 
 from mmlearn.data.collate import IGNORE_INDEX, PromptCollator, TrainCollator
-from mmlearn.data.sample import Sample
+from mmlearn.sample import Sample
 from mmlearn.tasks import MultiLabelTask
 from tests.conftest import chat_prompt
 

@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 from sklearn.metrics import confusion_matrix, multilabel_confusion_matrix, precision_recall_fscore_support
 
-from mmlearn.data.sample import Sample
 from mmlearn.reports import EvaluationReport, ReportSettings, write_reports
 from mmlearn.reports.confusion import confusion_data, draw_confusion
 from mmlearn.reports.per_class import UNPARSED, class_view, per_class_table
 from mmlearn.reports.worst_errors import worst_errors
+from mmlearn.sample import Sample
 from mmlearn.tasks import MultiClassTask, MultiLabelTask
 from mmlearn.tasks.captioning import CaptioningTask
 from mmlearn.tasks.multiple_choice import MultipleChoiceTask

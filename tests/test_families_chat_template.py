@@ -15,10 +15,10 @@ from PIL import Image
 
 from mmlearn.data.collate import IGNORE_INDEX, PromptCollator, TrainCollator
 from mmlearn.data.images import load_rgb
-from mmlearn.data.sample import Sample
 from mmlearn.models.adapters import attach_adapter
 from mmlearn.models.loss import causal_lm_loss
 from mmlearn.models.towers import TowerPlan, tower_of
+from mmlearn.sample import Sample
 from mmlearn.tasks import MultiLabelTask
 from tests.conftest import compose, run_script, split_metrics
 

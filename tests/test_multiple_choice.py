@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from mmlearn.data.sample import BadSampleError, Sample
+from mmlearn.data.sample import BadSampleError
+from mmlearn.sample import Sample
 from mmlearn.tasks.base import Parsed
 from mmlearn.tasks.multiple_choice import MultipleChoiceMetrics, MultipleChoiceTask
 from tests.conftest import compose, run_script, split_metrics

@@ -13,7 +13,7 @@ from PIL import Image, ImageOps
 from mmlearn.artefacts.prompt_recipe import IMAGE, prompt_recipe, user_prompt
 from mmlearn.artefacts.snippet import EXAMPLE_MARKER, loading_snippet
 from mmlearn.data.modality import Modality
-from mmlearn.data.sample import Sample
+from mmlearn.sample import Sample
 from mmlearn.tasks import MultiLabelTask
 from mmlearn.tasks.captioning import CaptioningTask
 from mmlearn.tasks.multiple_choice import MultipleChoiceTask

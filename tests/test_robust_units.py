@@ -18,8 +18,8 @@ from mmlearn.checkpointing import AtomicCheckpointIO, save_directory_atomic
 from mmlearn.data.resumable import EpochRandomSampler, ResumableDataLoader, evaluation_sampler
 from mmlearn.io import write_json
 from mmlearn.models.spec import rank_device
+from mmlearn.redaction import redact_secrets
 from mmlearn.resume import RunDirectoryInUse, check_run_dir, compare_configs
-from mmlearn.secrets import redact_secrets
 from tests.conftest import CONF, compose
 
 # --- data order: a function of (seed, epoch), resumable mid-epoch --------------------------------

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from mmlearn.data.sample import Sample
+from mmlearn.sample import Sample
 from mmlearn.tasks.base import Parsed
 from mmlearn.tasks.captioning import CaptionMetrics
 from mmlearn.tasks.multiple_choice import MultipleChoiceMetrics

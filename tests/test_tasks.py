@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mmlearn.data.sample import Sample
+from mmlearn.sample import Sample
 from mmlearn.tasks import MultiClassTask, MultiLabelTask
 
 LABELS = ["red", "blue", "urgent", "question"]

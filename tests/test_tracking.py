@@ -80,7 +80,7 @@ def test_multiclass_confusion_counts_unparsed_answers(tmp_path, monkeypatch):
     from lightning.pytorch.loggers import CSVLogger
     from PIL import Image
 
-    from mmlearn.data.sample import Sample
+    from mmlearn.sample import Sample
     from mmlearn.tasks.classification import MultiClassTask
     from mmlearn.tracking import finish_wandb_run, wandb_logger
 

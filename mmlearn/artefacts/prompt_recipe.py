@@ -5,10 +5,10 @@ as recorded gives the exact input ids mmlearn feeds the model (tests/test_adapte
 
 from __future__ import annotations
 
-from mmlearn.data.sample import Sample
 from mmlearn.models.formats.idefics import IdeficsPrompt
 from mmlearn.models.formats.paligemma import PaliGemmaPrompt
 from mmlearn.models.prompting import ChatTemplatePrompt
+from mmlearn.sample import Sample
 
 IMAGE = "<image>"  # stands for the image in an interleaved segment list (IDEFICS)
 _OPTIONS = "\x00options\x00"  # a sentinel choice, replaced by the {options} placeholder

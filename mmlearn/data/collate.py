@@ -11,8 +11,9 @@ import json
 
 from mmlearn.data.images import ImageLoadError, load_rgb
 from mmlearn.data.policy import InputPolicy
-from mmlearn.data.sample import BadSampleError, Sample, skip_record
+from mmlearn.data.sample import BadSampleError, skip_record
 from mmlearn.models.prompting import IGNORE_INDEX
+from mmlearn.sample import Sample
 
 
 class PromptCollator:

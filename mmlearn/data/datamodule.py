@@ -18,10 +18,11 @@ from mmlearn.data.lengths import TokenCounter, check_lengths
 from mmlearn.data.modality import Modality
 from mmlearn.data.policy import InputPolicy
 from mmlearn.data.resumable import EpochRandomSampler, ResumableDataLoader, evaluation_sampler
-from mmlearn.data.sample import BadSampleError, Sample, SplitReport, skip_record
+from mmlearn.data.sample import BadSampleError, SplitReport, skip_record
 from mmlearn.data.sampling import LengthGroupedSampler
 from mmlearn.data.table_reader import TableReader
 from mmlearn.data.text_files import read_text, refuse_undecodable
+from mmlearn.sample import Sample
 from mmlearn.tasks import MultiClassTask, MultiLabelTask
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from PIL import Image
 
 from mmlearn.data.images import _source
-from mmlearn.data.sample import Sample
+from mmlearn.sample import Sample
 
 CHUNK = 256
 _ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height

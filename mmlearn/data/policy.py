@@ -13,7 +13,8 @@ from mmlearn.data import text_files
 from mmlearn.data.images import ArrowImageRef, ImageRules, check_image, load_rgb
 from mmlearn.data.paths import under_root
 from mmlearn.data.reading import check_on_bad_sample, collect_samples
-from mmlearn.data.sample import Sample, SplitReport
+from mmlearn.data.sample import SplitReport
+from mmlearn.sample import Sample
 
 
 @dataclass(frozen=True)

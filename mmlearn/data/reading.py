@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from mmlearn.data.images import ImageLoadError
-from mmlearn.data.sample import BadSampleError, Sample, SplitReport, skip_record
+from mmlearn.data.sample import BadSampleError, SplitReport, skip_record
 from mmlearn.data.text_files import undecodable
+from mmlearn.sample import Sample
 
 ON_BAD_SAMPLE = ("error", "skip")
 

@@ -1,24 +1,8 @@
-"""One labelled example, and the record of examples that could not be used."""
+"""The record of examples that could not be used (the example itself is `mmlearn.sample.Sample`)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from mmlearn.data.images import ArrowImageRef
-
-
-@dataclass(frozen=True)
-class Sample:
-    id: str
-    text: str | None
-    image_path: Path | ArrowImageRef | None  # a file, or a row of an Arrow dataset (hf layout)
-    labels: tuple[str, ...]  # class labels; the answer letter (multiple choice); reference captions
-    source: str = ""  # "file:row", so any later error can name where the sample came from
-    choices: tuple[str, ...] = ()  # multiple-choice options, in the order they are lettered
-    context: str | None = None  # extra text shown with the question (ScienceQA's hint)
+from dataclasses import dataclass, field
 
 
 class BadSampleError(ValueError):
@@ -58,4 +42,4 @@ def skip_record(source: str, sample_id: str | None, kind: str, message: str) -> 
     return {"source": source, "id": sample_id, "reason_kind": kind, "reason": message}
 
 
-__all__ = ["BadSampleError", "Sample", "SplitReport", "asdict", "skip_record"]
+__all__ = ["BadSampleError", "SplitReport", "skip_record"]

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from mmlearn.data.modality import Modality
 from mmlearn.data.policy import InputPolicy
-from mmlearn.data.sample import BadSampleError, Sample, SplitReport
+from mmlearn.data.sample import BadSampleError, SplitReport
 from mmlearn.data.text_files import json_lines, open_text, refuse_undecodable
+from mmlearn.sample import Sample
 
 REQUIRED_COLUMNS = ("text", "image_path", "labels")
 UNLABELLED_COLUMNS = ("text", "image_path")  # a predict file: `labels` may be absent (it is not read)

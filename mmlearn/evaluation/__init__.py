@@ -22,8 +22,8 @@ from mmlearn.evaluation.modules import build_base_module, build_run_module, chec
 from mmlearn.evaluation.passes import STAGES, evaluation_trainer, read_rows, run_pass, run_split, tune_on_val
 from mmlearn.evaluation.rebase import evaluation_config
 from mmlearn.io import write_atomic, write_json
+from mmlearn.redaction import redact_secrets
 from mmlearn.reports import write_reports
-from mmlearn.secrets import redact_secrets
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmlearn.data.sample import Sample
+from mmlearn.sample import Sample
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import re
 
 import torch
 
-from mmlearn.data.sample import Sample
+from mmlearn.sample import Sample
 from mmlearn.tasks.base import Parsed, Task
 
 _JSON_ARRAY = re.compile(r"\[[^\[\]]*\]", re.DOTALL)

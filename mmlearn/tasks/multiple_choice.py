@@ -9,7 +9,7 @@ import string
 import torch
 from torchmetrics.aggregation import SumMetric
 
-from mmlearn.data.sample import Sample
+from mmlearn.sample import Sample
 from mmlearn.tasks.base import Parsed, Task
 
 LETTERS = string.ascii_uppercase

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from mmlearn.data.datamodule import VLMDataModule
 from mmlearn.data.datasets._files import tsv_rows
-from mmlearn.data.sample import BadSampleError, Sample, SplitReport
+from mmlearn.data.sample import BadSampleError, SplitReport
+from mmlearn.sample import Sample
 from mmlearn.tasks import MultiClassTask
 
 COLUMNS = (

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from mmlearn.data.datamodule import PREDICT, VLMDataModule
 from mmlearn.data.datasets._files import jsonl_rows
-from mmlearn.data.sample import BadSampleError, Sample, SplitReport
+from mmlearn.data.sample import BadSampleError, SplitReport
+from mmlearn.sample import Sample
 from mmlearn.tasks import MultiClassTask
 
 

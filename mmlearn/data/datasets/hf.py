@@ -14,7 +14,8 @@ from pathlib import Path
 
 from mmlearn.data.datamodule import CLASSIFICATION_TASKS, PREDICT, SPLITS, VLMDataModule
 from mmlearn.data.images import ArrowImageRef
-from mmlearn.data.sample import BadSampleError, Sample, SplitReport
+from mmlearn.data.sample import BadSampleError, SplitReport
+from mmlearn.sample import Sample
 
 
 def _class_names(feature) -> list[str] | None:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from mmlearn.data.datamodule import VLMDataModule
 from mmlearn.data.datasets._files import id_lines, read_json
-from mmlearn.data.sample import BadSampleError, Sample, SplitReport
+from mmlearn.data.sample import BadSampleError, SplitReport
+from mmlearn.sample import Sample
 from mmlearn.tasks import MultiClassTask, MultiLabelTask
 
 LABEL_RULES = ("union", "majority", "binary")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from mmlearn.data.datamodule import VLMDataModule
 from mmlearn.data.folds import cross_validation_splits
-from mmlearn.data.sample import BadSampleError, Sample, SplitReport, skip_record
+from mmlearn.data.sample import BadSampleError, SplitReport, skip_record
+from mmlearn.sample import Sample
 from mmlearn.tasks import MultiClassTask
 
 SENTIMENTS = ("Negative", "SlightlyNegative", "Neutral", "SlightlyPositive", "Positive")

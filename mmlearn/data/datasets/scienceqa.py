@@ -12,8 +12,9 @@ from functools import cached_property
 from pathlib import Path
 
 from mmlearn.data.datamodule import SPLITS, VLMDataModule
-from mmlearn.data.sample import BadSampleError, Sample, SplitReport
+from mmlearn.data.sample import BadSampleError, SplitReport
 from mmlearn.data.text_files import read_text
+from mmlearn.sample import Sample
 from mmlearn.tasks.multiple_choice import LETTERS, MultipleChoiceTask
 
 PID_LISTS = ("train", "val", "test", "minitrain", "minival", "minitest")

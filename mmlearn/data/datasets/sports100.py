@@ -12,7 +12,8 @@ from functools import cached_property
 from pathlib import Path
 
 from mmlearn.data.datamodule import SPLITS, VLMDataModule
-from mmlearn.data.sample import BadSampleError, Sample, SplitReport, skip_record
+from mmlearn.data.sample import BadSampleError, SplitReport, skip_record
+from mmlearn.sample import Sample
 from mmlearn.tasks import MultiClassTask
 
 

@@ -17,8 +17,9 @@ from functools import cached_property
 from pathlib import Path
 
 from mmlearn.data.datamodule import SPLITS, VLMDataModule
-from mmlearn.data.sample import BadSampleError, Sample, SplitReport
+from mmlearn.data.sample import BadSampleError, SplitReport
 from mmlearn.data.text_files import read_text, refuse_undecodable
+from mmlearn.sample import Sample
 from mmlearn.tasks.captioning import CaptioningTask
 
 HEADER = ["image_name", "comment_number", "comment"]

@@ -11,7 +11,7 @@ from transformers import (
     IdeficsProcessor,
 )
 
-from mmlearn.models.tiny.init import save_tiny
+from mmlearn.models.tiny.random_checkpoint import save_tiny
 from mmlearn.models.tiny.tokenizer import train_bpe_tokenizer
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]

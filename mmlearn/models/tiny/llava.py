@@ -6,8 +6,8 @@ from pathlib import Path
 
 from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
-from mmlearn.models.tiny.init import save_tiny
 from mmlearn.models.tiny.mllama import add_bos_on_encode
+from mmlearn.models.tiny.random_checkpoint import save_tiny
 from mmlearn.models.tiny.tokenizer import train_bpe_tokenizer
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<image>", "<pad>"]

@@ -12,7 +12,7 @@ from transformers import (
     MllamaProcessor,
 )
 
-from mmlearn.models.tiny.init import save_tiny
+from mmlearn.models.tiny.random_checkpoint import save_tiny
 from mmlearn.models.tiny.tokenizer import train_bpe_tokenizer
 
 SPECIAL_TOKENS = [

@@ -11,7 +11,7 @@ from transformers import (
     SiglipImageProcessor,
 )
 
-from mmlearn.models.tiny.init import save_tiny
+from mmlearn.models.tiny.random_checkpoint import save_tiny
 from mmlearn.models.tiny.tokenizer import train_bpe_tokenizer
 
 # Gemma's first ids; the processor appends the 1,024 <locNNNN> and 128 <segNNN> tokens itself.

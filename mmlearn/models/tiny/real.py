@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForImageTextToText
 
-from mmlearn.models.tiny.init import scale_output_head
+from mmlearn.models.tiny.random_checkpoint import scale_output_head
 
 # The checkpoint's own files copied next to the random weights (config.json is rewritten).
 PROCESSOR_FILES = (

@@ -16,7 +16,7 @@ from transformers import (
     Idefics3Processor,
 )
 
-from mmlearn.models.tiny.init import save_tiny
+from mmlearn.models.tiny.random_checkpoint import save_tiny
 from mmlearn.models.tiny.tokenizer import train_bpe_tokenizer
 
 # tile position tags: without them "<row_1_col_1>" would be tokenised as plain text
