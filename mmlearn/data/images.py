@@ -80,6 +80,21 @@ class ArrowImageRef:
         raise ImageLoadError(f"{self}: no image (neither bytes nor a path)")
 
 
+class BytesImage:
+    """An image that arrived as bytes (a request body, an upload), read through the same checks and
+    conversion as a file; `name` says where it came from in messages (e.g. `items[2].image`)."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        self.data = bytes(data)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def open(self) -> io.BytesIO:
+        return io.BytesIO(self.data)
+
+
 @dataclass(frozen=True)
 class ImageRules:
     """data.max_image_pixels (None: Pillow's own limit) and data.image_background."""
@@ -94,8 +109,8 @@ class ImageRules:
             raise ValueError(f"data.image_background must be 3 values in 0..255, got {self.background}")
 
 
-def _source(image: Path | ArrowImageRef) -> io.BytesIO | Path:
-    source = image.open() if isinstance(image, ArrowImageRef) else image
+def _source(image: Path | ArrowImageRef | BytesImage) -> io.BytesIO | Path:
+    source = image.open() if isinstance(image, ArrowImageRef | BytesImage) else image
     if isinstance(source, Path) and not source.is_file():
         raise ImageLoadError(f"image not found: {source}")
     return source
