@@ -16,7 +16,6 @@ activations, and generation's KV cache during validation.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,17 +37,6 @@ def nf4_bytes_per_param(double_quant: bool) -> float:
 def is_4bit(name: str, module: nn.Module) -> bool:
     """A bitsandbytes 4-bit linear layer of a loaded model."""
     return type(module).__name__ == "Linear4bit"
-
-
-def planned_4bit(skip_modules: list[str]) -> Callable[[str, nn.Module], bool]:
-    """Which layers `load_in_4bit` will quantise: every nn.Linear outside `llm_int8_skip_modules`."""
-
-    def rule(name: str, module: nn.Module) -> bool:
-        return isinstance(module, nn.Linear) and not any(
-            skip == name or name.startswith(f"{skip}.") for skip in skip_modules
-        )
-
-    return rule
 
 
 @dataclass(frozen=True)
@@ -81,16 +69,6 @@ def count_parameters(model: nn.Module, quantized: Callable[[str, nn.Module], boo
         else:
             frozen += param.numel()
     return ParameterCounts(n_quantized, frozen, trainable)
-
-
-def lora_parameters(model: nn.Module, target: str, rank: int) -> int:
-    """Parameters LoRA of `rank` adds to the linear layers whose full name matches `target`."""
-    pattern = re.compile(target)
-    return sum(
-        rank * (m.in_features + m.out_features)
-        for name, m in model.named_modules()
-        if isinstance(m, nn.Linear) and pattern.fullmatch(name)
-    )
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,38 @@
 """The memory estimate equals hand computation: on the tiny Qwen2-VL, and on Qwen2-VL-2B's published
 config (built on the meta device: no download, no memory)."""
 
+import re
+
 import pytest
 import torch
+from torch import nn
 from transformers import AutoModelForImageTextToText, Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-from mmlearn.memory import (
-    ParameterCounts,
-    count_parameters,
-    estimate,
-    is_4bit,
-    lora_parameters,
-    nf4_bytes_per_param,
-    planned_4bit,
-)
+from mmlearn.memory import ParameterCounts, count_parameters, estimate, is_4bit, nf4_bytes_per_param
 from tests.conftest import compose
+
+
+def planned_4bit(skip_modules: list[str]):
+    """Which layers `load_in_4bit` will quantise: every nn.Linear outside `llm_int8_skip_modules` (the
+    expectation a loaded 4-bit model is checked against)."""
+
+    def rule(name: str, module: nn.Module) -> bool:
+        return isinstance(module, nn.Linear) and not any(
+            skip == name or name.startswith(f"{skip}.") for skip in skip_modules
+        )
+
+    return rule
+
+
+def lora_parameters(model: nn.Module, target: str, rank: int) -> int:
+    """Parameters LoRA of `rank` adds to the linear layers whose full name matches `target`."""
+    pattern = re.compile(target)
+    return sum(
+        rank * (m.in_features + m.out_features)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Linear) and pattern.fullmatch(name)
+    )
+
 
 SKIP = ["model.visual", "lm_head"]
 LANGUAGE_LORA = r"model\.language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"

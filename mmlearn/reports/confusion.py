@@ -26,14 +26,6 @@ class Confusion:
     predicted: list[str]  # column names
     counts: np.ndarray  # (gold, predicted) or (labels, 2, 2)
 
-    def as_dict(self) -> dict:
-        return {
-            "layout": self.layout,
-            "gold": self.gold,
-            "predicted": self.predicted,
-            "counts": self.counts.tolist(),
-        }
-
 
 def confusion_data(view: ClassificationTask, records: list[dict]) -> Confusion:
     if view.kind == "multilabel":
