@@ -9,7 +9,7 @@ weighted F1 weights by support, and multi-class accuracy is exact match of the o
 from __future__ import annotations
 
 import torch
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import (
     MultilabelExactMatch,
@@ -18,49 +18,58 @@ from torchmetrics.classification import (
     MultilabelPrecision,
     MultilabelRecall,
 )
+from torchmetrics.wrappers import ClasswiseWrapper
+
+PER_CLASS_F1 = "f1"  # the collection's ClasswiseWrapper: it computes one `f1/<label>` per class
 
 
-class TaskMetrics(torch.nn.Module):
-    def __init__(self, labels: list[str], kind: str) -> None:
-        super().__init__()
-        self.labels = list(labels)
-        self.kind = kind
-        k = len(labels)
-        scores = {
-            "f1_micro": MultilabelF1Score(k, average="micro", zero_division=0),
-            "f1_macro": MultilabelF1Score(k, average="macro", zero_division=0),
-            "f1_weighted": MultilabelF1Score(k, average="weighted", zero_division=0),
-            "precision_macro": MultilabelPrecision(k, average="macro", zero_division=0),
-            "recall_macro": MultilabelRecall(k, average="macro", zero_division=0),
-        }
-        if kind == "multilabel":
-            scores["subset_accuracy"] = MultilabelExactMatch(k)
-            scores["hamming_loss"] = MultilabelHammingDistance(k, average="micro")
-        else:
-            scores["accuracy"] = MultilabelExactMatch(k)
-        self.scores = MetricCollection(scores)
-        self.per_class_f1 = MultilabelF1Score(k, average=None, zero_division=0)
-        self.parse_failure_rate = MeanMetric()
+class ParseFailureRate(MeanMetric):
+    """The share of answers no label could be read from. Takes the collection's arguments; only
+    `parse_ok` counts."""
 
     def update(self, preds: torch.Tensor, target: torch.Tensor, parse_ok: torch.Tensor) -> None:
-        self.scores.update(preds, target)
-        self.per_class_f1.update(preds, target)
-        self.parse_failure_rate.update((~parse_ok).float())
+        super().update((~parse_ok).float())
+
+
+def _scores(k: int, kind: str, labels: list[str]) -> dict[str, Metric]:
+    scores: dict[str, Metric] = {
+        "f1_micro": MultilabelF1Score(k, average="micro", zero_division=0),
+        "f1_macro": MultilabelF1Score(k, average="macro", zero_division=0),
+        "f1_weighted": MultilabelF1Score(k, average="weighted", zero_division=0),
+        "precision_macro": MultilabelPrecision(k, average="macro", zero_division=0),
+        "recall_macro": MultilabelRecall(k, average="macro", zero_division=0),
+        PER_CLASS_F1: ClasswiseWrapper(
+            MultilabelF1Score(k, average=None, zero_division=0), labels=labels, prefix=f"{PER_CLASS_F1}/"
+        ),
+        "parse_failure_rate": ParseFailureRate(),
+    }
+    if kind == "multilabel":
+        scores["subset_accuracy"] = MultilabelExactMatch(k)
+        scores["hamming_loss"] = MultilabelHammingDistance(k, average="micro")
+    else:
+        scores["accuracy"] = MultilabelExactMatch(k)
+    return scores
+
+
+class TaskMetrics(MetricCollection):
+    """Every classification metric in one collection: metrics with the same state (the F1s, precision,
+    recall and per-class F1 all count tp/fp/fn per class) share it, and it is synchronised across
+    processes once per state."""
+
+    def __init__(self, labels: list[str], kind: str) -> None:
+        super().__init__(_scores(len(labels), kind, list(labels)))
+        self.labels = list(labels)
+        self.kind = kind
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor, parse_ok: torch.Tensor) -> None:
+        super().update(preds, target, parse_ok=parse_ok)
 
     def compute(self) -> dict[str, float]:
-        out = {name: float(value) for name, value in self.scores.compute().items()}
-        out["parse_failure_rate"] = float(self.parse_failure_rate.compute())
-        for label, value in zip(self.labels, self.per_class_f1.compute().tolist(), strict=True):
-            out[f"f1/{label}"] = float(value)
-        return out
+        return {name: float(value) for name, value in super().compute().items()}
 
     def names(self) -> list[str]:
-        return [*self.scores.keys(), "parse_failure_rate", *(f"f1/{label}" for label in self.labels)]
-
-    def reset(self) -> None:
-        self.scores.reset()
-        self.per_class_f1.reset()
-        self.parse_failure_rate.reset()
+        scores = [name for name in self.keys() if name != PER_CLASS_F1]
+        return [*scores, *(f"{PER_CLASS_F1}/{label}" for label in self.labels)]
 
 
 class ClassificationMetrics(torch.nn.Module):

@@ -1,6 +1,7 @@
-"""The multiple-choice and caption metrics synchronise across processes: two gloo processes, each
-scoring half of the samples, compute what one process scoring all of them computes (CIDEr-D included,
-whose document frequencies need the whole corpus)."""
+"""The classification, multiple-choice and caption metrics synchronise across processes: two gloo
+processes, each scoring half of the samples, compute what one process scoring all of them computes
+(CIDEr-D included, whose document frequencies need the whole corpus; and the classification
+collection, whose metrics share their per-class counts)."""
 
 import json
 import math
@@ -13,6 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from mmlearn.sample import Sample
+from mmlearn.tasks import MultiClassTask
 from mmlearn.tasks.base import Parsed
 from mmlearn.tasks.captioning import CaptionMetrics
 from mmlearn.tasks.multiple_choice import MultipleChoiceMetrics
@@ -24,6 +26,7 @@ CAPTIONS = [
     ("un homme lance un ballon é", ["un homme lance un ballon"]),
     ("two boys play", ["two boys play basketball", "boys on a court"]),
 ]
+CLASSES = [("cat", "cat"), ("dog", None), ("cat", "dog"), ("bird", "bird"), ("dog", "dog")]  # gold, parsed
 CHOICES = [("A", "A", True), ("B", None, True), ("C", "C", False), ("A", "B", False), ("D", "D", True)]
 
 
@@ -42,18 +45,28 @@ def _batches(rank=None, world=1):
             for i in keep
         ],
     )
-    return cap, mc
+    cls = (
+        [Parsed((CLASSES[i][1],)) if CLASSES[i][1] else Parsed(None) for i in keep],
+        [Sample(str(i), "t", None, (CLASSES[i][0],)) for i in keep],
+    )
+    return cap, mc, cls
 
 
 def _scores(rank=None, world=1):
-    (cap, mc), caption_metrics, choice_metrics = (
+    (cap, mc, cls), caption_metrics, choice_metrics = (
         _batches(rank, world),
         CaptionMetrics(),
         MultipleChoiceMetrics(),
     )
+    class_metrics = MultiClassTask(["cat", "dog", "bird", "fish"], "{labels}").build_metrics()
     caption_metrics.update(*cap)
     choice_metrics.update(*mc)
-    return {**caption_metrics.compute(), **{f"mc/{k}": v for k, v in choice_metrics.compute().items()}}
+    class_metrics.update(*cls)
+    return {
+        **caption_metrics.compute(),
+        **{f"mc/{k}": v for k, v in choice_metrics.compute().items()},
+        **{f"cls/{k}": v for k, v in class_metrics.compute().items()},
+    }
 
 
 def _worker(rank, world, port, out):
@@ -81,3 +94,5 @@ def test_two_processes_compute_the_single_process_metrics(tmp_path):
     assert together == pytest.approx(alone, abs=1e-6)
     half = _scores(0, 2)
     assert not math.isclose(half["cider"], alone["cider"])  # the sync is what makes them equal
+    assert not math.isclose(half["cls/f1_macro"], alone["cls/f1_macro"])
+    assert not math.isclose(half["cls/parse_failure_rate"], alone["cls/parse_failure_rate"])
