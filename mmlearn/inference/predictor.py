@@ -101,12 +101,18 @@ class Predictor:
             context=item.context,
         )
 
-    @torch.no_grad()
     def answer(self, samples: list[Sample]) -> list[dict]:
         """One record per sample, as predictions/<split>.jsonl writes it (without gold labels):
         id, output, parsed, parse_ok and, for decoders that compute them, per-class scores."""
+        return self.answer_batch(samples)[0]
+
+    @torch.no_grad()
+    def answer_batch(self, samples: list[Sample]) -> tuple[list[dict], list[dict]]:
+        """`answer`'s records, and a skip record for each sample whose image failed to load now
+        (data.on_bad_sample=skip; with error, that raises naming its file:row), in one decoder call."""
         batch = self.collator(samples)
         device = self.context.device
         batch["inputs"] = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch["inputs"].items()}
         decoded = self.decoder.decode(self.context, batch)
-        return [prediction_record(self.task, batch, i, d, labelled=False) for i, d in enumerate(decoded)]
+        records = [prediction_record(self.task, batch, i, d, labelled=False) for i, d in enumerate(decoded)]
+        return records, [record for _, record in batch.get("skipped", ())]
