@@ -1,20 +1,16 @@
-"""Fine-tune a vision-language model: `python train.py model=qwen2vl data=mmhs150k peft=qlora`."""
+"""Fine-tune a vision-language model: `python train.py model=qwen2vl data=mmhs150k peft=qlora` (the same
+as `mmlearn train ...`; the job: mmlearn/cli/train.py)."""
 
 import hydra
 from omegaconf import DictConfig
 
-from mmlearn.cli_errors import explained, run_with_hints
+from mmlearn.cli.train import job
+from mmlearn.cli_errors import run_with_hints
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    with explained(
-        cfg
-    ):  # every ??? named before torch is imported; a missing dataset/checkpoint says what to set
-        from mmlearn.training import train
-
-        metrics = train(cfg)
-    return metrics.get(f"{cfg.optimized_metric}_best")
+    return job(cfg)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+from mmlearn import conf_dir
+
+CONF = conf_dir()
 FILE_KEYS = re.compile(r"(_file|_files|_dir)$")
 _job_started = False  # Hydra composed the config and ran the job: its own error says what failed
 

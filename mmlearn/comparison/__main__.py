@@ -9,10 +9,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from mmlearn import conf_dir
 from mmlearn.comparison.report import write_report
 
 # the bootstrap settings have one home, conf/compare.yaml, shared with compare.py
-BOOTSTRAP = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "compare.yaml").bootstrap
+BOOTSTRAP = OmegaConf.load(conf_dir() / "compare.yaml").bootstrap
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from mmlearn import conf_dir
+
 log = logging.getLogger(__name__)
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = conf_dir()
 FILLED_GROUPS = ("model", "data")  # groups whose option a run records by name
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-CONF = Path(__file__).resolve().parents[3] / "conf"
+from mmlearn import conf_dir
+
+CONF = conf_dir()
 
 
 def build_preset(preset: str, output_dir: str | Path) -> Path:
