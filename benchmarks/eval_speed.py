@@ -1,20 +1,19 @@
 """Evaluation throughput on CPU: mmlearn's batched decoders vs the seeds' one-sample-at-a-time
 `generate` (seed 001: `model.generate(**inputs, max_new_tokens=64)` per sample), in one process, on the
-tiny Qwen2-VL and demo data. `python benchmarks/eval_speed.py --out eval_speed.json`. Each batched
-decoder runs `--repeats` times, interleaved, and keeps its fastest run."""
+tiny Qwen2-VL and demo data. `python -m benchmarks.eval_speed --out eval_speed.json` from the checkout
+(its inputs come from the tests' helpers). Each batched decoder runs `--repeats` times, interleaved, and
+keeps its fastest run."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 SEED_MAX_NEW_TOKENS = 64  # seed 001's inference example and its VLM_MAX_NEW_TOKENS default
 LABEL_SETS = (5, 20, 100)
 # decoder name in the figures -> its overrides; score is the default (likelihood=constrained),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,10 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from mmlearn.data.images import ImageRules, check_image, load_rgb  # noqa: E402
+from mmlearn.data.images import ImageRules, check_image, load_rgb
 
 RULES = ImageRules(max_pixels=40_000_000, background=(255, 255, 255))
 

@@ -301,7 +301,6 @@ def main() -> None:
     os.environ.setdefault("MMLEARN_DATA_DIR", str(workdir / "data"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    sys.path.insert(0, str(REPO))
     if "digits" in args.tasks:
         write_digits(workdir / "digits")
     results = {task: compare(task, args.seeds, workdir) for task in args.tasks}

@@ -3,10 +3,7 @@
 Writes summary.csv, summary.md and heatmap.png into the multirun directory (logic: mmlearn/sweeps.py)."""
 
 import argparse
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmlearn.sweeps import summarize
 
