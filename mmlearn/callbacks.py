@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
+from omegaconf import OmegaConf
 
 from mmlearn.io import write_jsonl
 
@@ -88,3 +89,23 @@ class ValidationLog(Callback):
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if re.fullmatch(r"val/[^/]+", k)}
         shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
         log.info("epoch %d step %d: %s", trainer.current_epoch, trainer.global_step, shown)
+
+
+class ConfigInCheckpoint(Callback):
+    """Every `.ckpt` carries the run's config under `run_config`, as litgpt writes hyperparameters.yaml
+    next to each checkpoint: a checkpoint copied out of its run still says how it was trained. The
+    config is the run's config.yaml itself, so it is redacted exactly as that file is
+    (`mmlearn.redaction`), and it holds plain values only, so `torch.load(weights_only=True)` reads it."""
+
+    KEY = "run_config"
+
+    def __init__(self, config_file: str) -> None:
+        self.config_file = Path(config_file)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        if not self.config_file.is_file():
+            raise FileNotFoundError(
+                f"callbacks.run_config.config_file={self.config_file} does not exist: a checkpoint's "
+                "run_config is the run's config.yaml, which training writes before fitting"
+            )
+        checkpoint[self.KEY] = OmegaConf.to_container(OmegaConf.load(self.config_file))
