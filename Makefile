@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
 .DEFAULT_GOAL := help
-.PHONY: help install train evaluate test test-fast test-kernels lint format clean
+.PHONY: help install train evaluate test test-fast test-kernels lint format clean test-newest
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,20 @@ NUMERICS_TESTS := tests/test_vision_cache.py tests/test_shared_prompt_scoring.py
 	tests/test_family_invariants.py tests/test_resume.py tests/test_end_to_end.py
 test-kernels: install  ## the numerically sensitive tests on other CPU kernels: make test-kernels KERNELS=avx2
 	ATEN_CPU_CAPABILITY=$(KERNELS) OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $(PY) -m pytest -n 0 $(NUMERICS_TESTS)
+
+# The tests of what mmlearn/compat/ wraps (packed scoring's transformers hooks, resume's Lightning loop
+# internals) on the newest transformers and lightning on PyPI: a throwaway $(NEWEST) that sees .venv's
+# packages through a .pth file, so only what the upgrade changes is downloaded (into $(NEWEST) only).
+NEWEST ?= .venv-newest
+NEWEST_TESTS := tests/test_compat.py tests/test_no_private_names.py tests/test_shared_prompt_scoring.py tests/test_resume.py
+SITE := import sysconfig; print(sysconfig.get_paths()["purelib"])
+test-newest: install  ## packed-scoring and resume tests on the newest transformers + lightning (in .venv-newest)
+	rm -rf $(NEWEST)
+	python3 -m venv $(NEWEST)
+	echo "import site; site.addsitedir('$$($(PY) -c '$(SITE)')')" > "$$($(NEWEST)/bin/python -c '$(SITE)')/mmlearn-base.pth"
+	$(NEWEST)/bin/python -m pip install --quiet --upgrade transformers lightning pytorch-lightning
+	@$(NEWEST)/bin/python -c "import lightning, torch, transformers; print('newest: transformers', transformers.__version__, 'lightning', lightning.__version__, 'torch', torch.__version__)"
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(NEWEST)/bin/python -m pytest -n 0 -p no:cacheprovider $(NEWEST_TESTS)
 
 lint: install  ## ruff lint + format check, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check .

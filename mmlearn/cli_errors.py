@@ -48,11 +48,11 @@ def group_options(group: str) -> list[str]:
 
 
 def _parsed(argv: list[str]):
-    from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    args, _ = get_args_parser().parse_known_args(argv)
-    return OverridesParser.create().parse_overrides(args.overrides or [])
+    from mmlearn.compat.hydra import command_line_overrides
+
+    return OverridesParser.create().parse_overrides(command_line_overrides(argv))
 
 
 def _values(override) -> list[str]:
@@ -83,7 +83,7 @@ def _key_hint(cfg: DictConfig, key: str) -> str | None:
             if guesses:
                 return f"{key} is not a config key: did you mean {' or '.join(guesses)}?"
             return f"{key} is not a config key; {where or 'the config'} has: {', '.join(map(str, keys))}"
-        node = node._get_node(part)
+        node = OmegaConf.select(node, part, throw_on_missing=False, throw_on_resolution_failure=False)
         node = node if isinstance(node, DictConfig | ListConfig) else None
     return None
 

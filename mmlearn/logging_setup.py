@@ -44,8 +44,8 @@ def quiet_libraries(cfg: DictConfig) -> None:
         module=r"transformers\.modeling_utils",
     )
     if logging.getLogger().handlers:
-        import lightning
+        from mmlearn.compat.lightning import console_handler
 
-        console = getattr(lightning, "_console", None)
+        console = console_handler()
         if console is not None:
             logging.getLogger("lightning").removeHandler(console)

@@ -18,7 +18,7 @@ from mmlearn.models.adapters import attach_adapter
 from mmlearn.models.loss import causal_lm_loss
 from mmlearn.models.towers import TOWERS, TowerPlan
 from mmlearn.models.vision_cache import (
-    FAMILIES,
+    FamilyAdapter,
     check_vision_cache,
     install_vision_cache,
     refuse_sharded_strategy,
@@ -342,13 +342,20 @@ def test_refused_when_the_cached_tower_has_dropout(families):
 def test_refused_for_an_unknown_family_and_a_mismatched_model(families):
     _, _, model = families("qwen2vl")
     cfg, _ = _spec("qwen2vl")
-    unknown = instantiate(OmegaConf.merge(cfg.model, {"family": "fuyu"}), _convert_="all")
+    # a family is unknown to the cache when its config names no adapter
+    no_adapter = {"family": "fuyu", "vision_cache": {"adapter": None}}
+    unknown = instantiate(OmegaConf.merge(cfg.model, no_adapter), _convert_="all")
     with pytest.raises(ValueError, match="not supported for model family 'fuyu'"):
         install_vision_cache(model, unknown, _plan())
-    as_llava = instantiate(OmegaConf.merge(cfg.model, {"family": "llava"}), _convert_="all")
+    llava = compose(["model=llava_tiny", *ROOT]).model.vision_cache.adapter
+    as_llava = {"family": "llava", "vision_cache": {"adapter": llava}}
+    as_llava = instantiate(OmegaConf.merge(cfg.model, as_llava), _convert_="all")
     with pytest.raises(ValueError, match="expects LlavaModel"):
         install_vision_cache(model, as_llava, _plan())
-    assert set(FAMILIES) == set(TINY)
+    # every tiny family's config names its adapter by _target_
+    for family in TINY:
+        adapter = _spec(family)[1].vision_cache["adapter"]
+        assert isinstance(adapter, FamilyAdapter), (family, adapter)
 
 
 def test_a_replaced_forward_is_never_dropped(families):
@@ -378,8 +385,9 @@ def test_off_by_default_and_refused_at_build_time(offline_env):
     assert "get_image_features" in vars(built.model.get_base_model().model)
     with pytest.raises(ValueError, match=r"peft\.towers\.vision=frozen.*got peft\.towers\.vision=lora"):
         build_module(compose(["model.vision_cache.enabled=true", "peft.towers.vision=lora", *ROOT]), task)
+    unknown = ["model.vision_cache.enabled=true", "model.family=fuyu", "model.vision_cache.adapter=null"]
     with pytest.raises(ValueError, match="model family 'fuyu'"):
-        build_module(compose(["model.vision_cache.enabled=true", "model.family=fuyu", *ROOT]), task)
+        build_module(compose([*unknown, *ROOT]), task)
 
 
 def test_refused_under_sharded_strategies():

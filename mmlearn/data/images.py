@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image, ImageCms, ImageOps
 
+from mmlearn.compat.datasets import dataset_fingerprint
 from mmlearn.data.image_modes import to_rgb
 from mmlearn.data.paths import under_root
 from mmlearn.data.sample import BadSampleError
@@ -50,7 +51,7 @@ class ArrowImageRef:
 
     @property
     def _key(self) -> tuple:
-        return (self.dataset._fingerprint, self.index)
+        return (dataset_fingerprint(self.dataset), self.index)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, ArrowImageRef) and self._key == other._key

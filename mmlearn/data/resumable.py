@@ -4,9 +4,11 @@ Exact resume needs three things Lightning leaves to the loader:
 - the shuffle order depends only on (seed, epoch), never on how much global RNG a run has consumed
   (`EpochRandomSampler`; under DDP Lightning swaps in its `DistributedSampler`, which has the same
   property);
-- the loader is `_Stateful`: Lightning stores `state_dict()` in every checkpoint and hands it back to
-  `load_state_dict()` before the first batch of the resumed epoch;
-- the resumed epoch skips the batches already trained on by index, without loading them.
+- the loader has `state_dict()` / `load_state_dict()`: its position goes into every checkpoint and is
+  handed back before the first batch of the resumed epoch (by Lightning, and by
+  `mmlearn.resume.ResumeCheckpoint`, whose own state carries it too);
+- the resumed epoch skips the batches already trained on by index, without loading them (through
+  `mmlearn.compat.torch.IndexSamplerHook`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import os
 
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import RandomSampler
+
+from mmlearn.compat.torch import IndexSamplerHook
 
 
 class EpochRandomSampler(RandomSampler):
@@ -54,7 +58,7 @@ class _SkipFirst:
         return len(self.batches)
 
 
-class ResumableDataLoader(DataLoader):
+class ResumableDataLoader(IndexSamplerHook):
     """A DataLoader whose state is (epoch, batches served in it)."""
 
     _position: tuple[int, int] = (0, 0)  # (epoch, batches served) of the epoch being iterated
@@ -65,17 +69,18 @@ class ResumableDataLoader(DataLoader):
         sampler = getattr(self.batch_sampler, "sampler", None) or self.sampler
         return int(getattr(sampler, "epoch", 0))
 
-    @property
-    def _index_sampler(self):
-        batches = super()._index_sampler
+    def index_batches(self, batches):
         return _SkipFirst(batches, self._skip) if self._skip else batches
+
+    def batches_to_drop(self) -> int:
+        return self._skip
 
     def __iter__(self):
         # runs at the first batch, after Lightning has called set_epoch for this epoch
         epoch = self._epoch()
         resume, self._resume_at = self._resume_at, None
         self._skip = resume[1] if resume is not None and resume[0] == epoch else 0
-        iterator = super().__iter__()
+        iterator = self.hooked_iter()
         served, self._skip = self._skip, 0
         self._position = (epoch, served)
         for batch in iterator:

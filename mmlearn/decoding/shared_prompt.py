@@ -9,11 +9,12 @@ the prompt's cache, and logits only where a distribution is read.
 
 The steps are transformers' own generation hooks, so every family's specifics (Qwen2-VL's 3-D rope
 positions, PaliGemma's `token_type_ids`, Mllama's cross-attention mask, IDEFICS's image states) are
-handled by the family's code, the same code `generate` runs (per segment width T):
-`_prepare_position_ids_for_generation` -> `prepare_inputs_for_generation(is_first_iteration=True)` ->
-forward -> `_update_model_kwargs_for_generation(num_new_tokens=T)` -> `prepare_inputs_for_generation(
-next_sequence_length=T)`, whose consecutive positions become each token's position in its row and
-whose 2-D attention mask becomes the tree mask -> forward. tests/test_shared_prompt_scoring.py checks,
+handled by the family's code, the same code `generate` runs (per segment width T; the private hooks
+go through mmlearn/compat/transformers.py, which stops naming `decoding.share_prompt=false` when a
+transformers release lacks one): `prepare_position_ids` -> `prepare_inputs_for_generation(
+is_first_iteration=True)` -> forward -> `update_model_kwargs(num_new_tokens=T)` ->
+`prepare_inputs_for_generation(next_sequence_length=T)`, whose consecutive positions become each
+token's position in its row and whose 2-D attention mask becomes the tree mask -> forward. tests/test_shared_prompt_scoring.py checks,
 for every tiny family, that the scores equal scoring each full (prompt + answer) sequence on its own.
 """
 
@@ -23,8 +24,14 @@ import copy
 import inspect
 
 import torch
-from transformers.generation.utils import MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL
 
+from mmlearn.compat.transformers import (
+    attn_implementation,
+    prefill_only_inputs,
+    prepare_position_ids,
+    require_generation_hooks,
+    update_model_kwargs,
+)
 from mmlearn.decoding.prefix_plan import PrefixPlan, Segment, gather_scores, write_edges
 
 # per-sample inputs whose batch dimension is not the first
@@ -52,15 +59,14 @@ def score_with_shared_prompt(
     tokens (samples x segment width) through the model at once."""
     # a PEFT model injects its adapter layers into the transformers model, whose generation hooks we call
     model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    require_generation_hooks(model)
     input_ids = prompts["input_ids"].to(device)
     n, length = input_ids.shape
     forward_args = inspect.signature(model.forward).parameters
     kwargs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in prompts.items() if k != "input_ids"}
     kwargs["use_cache"] = True
     if "position_ids" in forward_args:
-        kwargs["position_ids"] = model._prepare_position_ids_for_generation(
-            input_ids, {**kwargs, "input_ids": input_ids}
-        )
+        kwargs["position_ids"] = prepare_position_ids(model, input_ids, {**kwargs, "input_ids": input_ids})
     first_step = {"logits_to_keep": 1} if "logits_to_keep" in forward_args else {}
     prefill = model(
         **model.prepare_inputs_for_generation(input_ids, is_first_iteration=True, **kwargs, **first_step)
@@ -75,7 +81,7 @@ def score_with_shared_prompt(
         write_edges(table, samples, torch.full((n,), plan.root, device=device), plan, prefill.logits[:, -1])
     if plan.read_at.numel():
         _check_window(model, length + int(plan.depths.max()))
-        for key in MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL:
+        for key in prefill_only_inputs():
             kwargs.pop(key, None)
         packed = _PackedPasses(model, prefill, kwargs, input_ids, forward_args)
         segments = plan.segments(segment_tokens or 2 * length)
@@ -111,9 +117,7 @@ class _PackedPasses:
 
     def continued(self, width: int) -> dict:
         if width not in self._by_width:
-            updated = self.model._update_model_kwargs_for_generation(
-                self.prefill, dict(self.kwargs), is_encoder_decoder=False, num_new_tokens=width
-            )
+            updated = update_model_kwargs(self.model, self.prefill, dict(self.kwargs), width)
             for key in CACHE_KEYS:
                 updated.pop(key, None)
             self._by_width[width] = updated
@@ -146,7 +150,7 @@ class _PackedPasses:
 
 
 def _mask_kind(model) -> str:
-    implementation = model.config.get_text_config()._attn_implementation
+    implementation = attn_implementation(model.config.get_text_config())
     if implementation not in MASKS:
         raise ValueError(
             f"decoding.share_prompt=true packs the candidates behind a custom attention mask, which "

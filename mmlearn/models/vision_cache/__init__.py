@@ -19,8 +19,8 @@ no dropout; otherwise the cache is refused when the module is built. Cached tens
 grad (nothing upstream of them trains), kept on CPU or on disk, and moved to the model's device on use.
 """
 
-from mmlearn.models.vision_cache.families import FAMILIES
+from mmlearn.models.vision_cache.families import FamilyAdapter
 from mmlearn.models.vision_cache.install import install_vision_cache, refuse_sharded_strategy
 from mmlearn.models.vision_cache.settings import check_vision_cache
 
-__all__ = ["FAMILIES", "check_vision_cache", "install_vision_cache", "refuse_sharded_strategy"]
+__all__ = ["FamilyAdapter", "check_vision_cache", "install_vision_cache", "refuse_sharded_strategy"]

@@ -10,7 +10,8 @@ import torch
 import xxhash
 from torch import nn
 
-from mmlearn.models.vision_cache.families import FAMILIES
+from mmlearn.compat.transformers import attn_implementation
+from mmlearn.models.vision_cache.families import FamilyAdapter
 from mmlearn.models.vision_cache.stores import DiskStore
 
 _VOLATILE_CONFIG_KEYS = {
@@ -21,6 +22,10 @@ _VOLATILE_CONFIG_KEYS = {
     "dtype",
     "torch_dtype",
 }
+
+
+# torch's dropout modules (the public subclasses of its private `_DropoutNd`)
+DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
 
 @dataclass
@@ -45,9 +50,18 @@ class VisionFeatureCache:
     """Replaces `owner.<attribute>` (an instance attribute, so the class and other models are untouched)
     with a per-image cached version of the same call. `remove()` puts the original back."""
 
-    def __init__(self, family: str, owner, store, fingerprint: bytes, guarded: list[nn.Parameter], config):
+    def __init__(
+        self,
+        family: str,
+        adapter: FamilyAdapter,
+        owner,
+        store,
+        fingerprint: bytes,
+        guarded: list[nn.Parameter],
+        config,
+    ):
         self.family_name = family
-        self.family = FAMILIES[family]
+        self.family = adapter
         self.owner = owner
         self.store = store
         self.fingerprint = fingerprint
@@ -169,7 +183,7 @@ def _dropout(modules: list[nn.Module]) -> list[str]:
     found = []
     for module in modules:
         for name, sub in module.named_modules():
-            if isinstance(sub, nn.modules.dropout._DropoutNd) and sub.p > 0:
+            if isinstance(sub, DROPOUT) and sub.p > 0:
                 found.append(f"{name or type(sub).__name__} (p={sub.p})")
             for attr, value in vars(sub).items():
                 if "dropout" in attr and isinstance(value, float) and value > 0:
@@ -185,7 +199,7 @@ def _fingerprint(family: str, base, modules: list[nn.Module], names: list[str]) 
         for k, v in base.config.to_dict().items()
         if k not in _VOLATILE_CONFIG_KEYS and not k.startswith("_")
     }
-    attention = [str(getattr(getattr(m, "config", None), "_attn_implementation", None)) for m in modules]
+    attention = [str(attn_implementation(getattr(m, "config", None))) for m in modules]
     digest = xxhash.xxh3_128()
     digest.update(json.dumps([family, config, attention], sort_keys=True, default=str).encode())
     tensors = dict(base.named_parameters())

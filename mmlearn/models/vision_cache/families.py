@@ -1,4 +1,7 @@
-"""Per-family adapters: how each family's image call is cut into images and put back together."""
+"""Per-family adapters: how each family's image call is cut into images and put back together.
+
+A model config names its adapter by `_target_` (`model.vision_cache.adapter` in conf/model/<name>.yaml,
+instantiated with the model spec); a family without one has no vision cache."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 
 
-class _Family:
+class FamilyAdapter:
     """How one family's image call is cut into images and put back together.
 
     `owner(base)` is the object whose `attribute` is replaced; `classes` are the class names it may have;
@@ -40,7 +43,7 @@ class _Family:
         raise NotImplementedError
 
 
-class _Qwen(_Family):
+class QwenAdapter(FamilyAdapter):
     """Flattened patches of all images, `image_grid_thw` rows give each image's patch count; the merger
     sits inside `model.visual`. Vision attention is per image (cu_seqlens), so images are independent."""
 
@@ -67,7 +70,7 @@ class _Qwen(_Family):
         return BaseModelOutputWithPooling(pooler_output=tuple(features))
 
 
-class _Llava(_Family):
+class LlavaAdapter(FamilyAdapter):
     classes = ("LlavaModel",)
     options = ("vision_feature_layer", "vision_feature_select_strategy", "image_sizes")
 
@@ -90,7 +93,7 @@ class _Llava(_Family):
         return BaseModelOutputWithPooling(pooler_output=list(features))
 
 
-class _PaliGemma(_Family):
+class PaliGemmaAdapter(FamilyAdapter):
     classes = ("PaliGemmaModel",)
 
     def compute(self, call, items, settings):
@@ -100,7 +103,7 @@ class _PaliGemma(_Family):
         return BaseModelOutputWithPooling(pooler_output=torch.stack(features))
 
 
-class _Idefics3(_Family):
+class Idefics3Adapter(FamilyAdapter):
     """(batch, tiles, C, H, W) with all-zero padding tiles; each real tile is encoded on its own (with
     its pixel mask), so the cache holds tiles: an image is its tiles plus the global one."""
 
@@ -141,7 +144,7 @@ class _Idefics3(_Family):
         return BaseModelOutputWithPooling(pooler_output=out)
 
 
-class _Mllama(_Family):
+class MllamaAdapter(FamilyAdapter):
     """The forward calls `model.vision_model` directly on (batch, images, tiles, C, H, W); the projector
     runs after it and is not cached. Each image's tiles attend to each other, images do not."""
 
@@ -177,7 +180,7 @@ class _Mllama(_Family):
         )
 
 
-class _Idefics(_Family):
+class IdeficsAdapter(FamilyAdapter):
     """The forward calls `model.vision_model` directly on (batch x images, C, H, W) and reads only
     `last_hidden_state`; the perceiver resampler runs after it and is not cached."""
 
@@ -199,14 +202,3 @@ class _Idefics(_Family):
 
     def join(self, features, args):
         return BaseModelOutputWithPooling(last_hidden_state=torch.stack(features))
-
-
-FAMILIES: dict[str, _Family] = {
-    "qwen2vl": _Qwen(),
-    "qwen2_5vl": _Qwen(),
-    "llava": _Llava(),
-    "paligemma2": _PaliGemma(),
-    "smolvlm": _Idefics3(),
-    "mllama": _Mllama(),
-    "idefics": _Idefics(),
-}

@@ -6,7 +6,6 @@ import logging
 
 from mmlearn.models.towers import TowerPlan, tower_of
 from mmlearn.models.vision_cache.cache import VisionFeatureCache, _dropout, _fingerprint
-from mmlearn.models.vision_cache.families import FAMILIES
 from mmlearn.models.vision_cache.settings import check_vision_cache
 from mmlearn.models.vision_cache.stores import DiskStore, MemoryStore
 
@@ -15,12 +14,12 @@ log = logging.getLogger(__name__)
 
 def install_vision_cache(model, spec, plan: TowerPlan) -> VisionFeatureCache | None:
     """Put the cache on `model` (a PEFT model or a bare one) when `spec.vision_cache.enabled`, after
-    checking that it is valid: a supported family, the covered towers frozen (in the plan and in fact),
+    checking that it is valid: an adapter named by the model config, the covered towers frozen (in the plan and in fact),
     no dropout in them."""
     settings = check_vision_cache(spec, plan)
     if not settings.enabled:
         return None
-    family = FAMILIES[spec.family]
+    family = settings.adapter
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     owner = family.owner(base)
     if type(owner).__name__ not in family.classes:
@@ -51,7 +50,9 @@ def install_vision_cache(model, spec, plan: TowerPlan) -> VisionFeatureCache | N
         else MemoryStore(settings.max_bytes)
     )
     fingerprint = _fingerprint(spec.family, base, modules, [*covered, *buffers])
-    cache = VisionFeatureCache(spec.family, owner, store, fingerprint, list(covered.values()), base.config)
+    cache = VisionFeatureCache(
+        spec.family, family, owner, store, fingerprint, list(covered.values()), base.config
+    )
     log.info("model.vision_cache: caching %s per image, %s", family.what, cache.where)
     return cache.install()
 
