@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from mmlearn.backends import build_endpoint_module, usage_metrics, uses_endpoint
 from mmlearn.building import build_datamodule
 from mmlearn.data.datamodule import PREDICT
 from mmlearn.evaluation.command_line import hydra_command_line, read_command_line
@@ -55,7 +56,9 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[st
     if cfg.run_dir and command.under("data"):
         check_label_set(Path(cfg.run_dir), datamodule.task)
     decoder = instantiate(config.decoding)
-    if cfg.run_dir:
+    if uses_endpoint(config):  # backend=openai: a decoder that talks HTTP, no weights loaded
+        module = build_endpoint_module(config, datamodule.task, decoder)
+    elif cfg.run_dir:
         module = build_run_module(Path(cfg.run_dir), config, datamodule.task, decoder)
     else:
         module = build_base_module(config, datamodule.task, decoder)
@@ -63,7 +66,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[st
     datamodule.connect(module.processor, module.spec.prompt, shots=shots)
     trainer = evaluation_trainer(config, out)
     thresholds = tune_on_val(trainer, module, datamodule, cfg.split, out) if cfg.tune_thresholds else None
-    metrics = run_pass(trainer, module, datamodule, cfg.split)
+    metrics = run_pass(trainer, module, datamodule, cfg.split) | usage_metrics(module)
     if trainer.is_global_zero:
         write_outputs(out, config, datamodule, module, shots, metrics, thresholds)
     return metrics

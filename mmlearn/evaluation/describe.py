@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from omegaconf import OmegaConf
+
 
 def mode_name(run_dir, shots) -> str:
     mode = "fine-tuned" if run_dir else "zero-shot"
@@ -15,7 +17,8 @@ def describe(config, datamodule, decoder_name, shots, rows, seconds, thresholds)
     return {
         "mode": mode_name(config.run_dir, shots),
         "run_dir": config.run_dir,
-        "model": config.model.name,
+        "model": OmegaConf.select(config, "backend.model") or config.model.name,  # backend=openai: the endpoint's
+        "endpoint": OmegaConf.select(config, "backend.base_url"),
         "data": config.data.name,
         "split": config.split,
         "decoding": decoder_name,
