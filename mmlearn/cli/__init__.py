@@ -22,6 +22,7 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command("mmlearn.cli.evaluate", "evaluate a run, or a base model zero-/few-shot"),
     "compare": Command("mmlearn.cli.compare", "zero-shot, few-shot and fine-tuned in one report"),
     "export": Command("mmlearn.cli.export", "export a run: its adapter, or a merged model"),
+    "serve": Command("mmlearn.cli.serve", "serve a run over HTTP (classify, OpenAI chat, a web page)"),
     "predict": Command("mmlearn.cli.predict", "answers for new rows or images from a run"),
 }
 
