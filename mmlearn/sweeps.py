@@ -17,6 +17,7 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 
+from mmlearn.cross_validation import FOLD_KEY, fold_markdown, fold_table
 from mmlearn.io import write_atomic
 
 FINISHED, FAILED, UNFINISHED = "finished", "failed", "running-or-killed"
@@ -226,13 +227,21 @@ def heatmap(jobs: list[Job], metric: str, x: str, y: str, path: Path) -> Path:
 
 
 def summarize(root: str | Path, metric: str | None = None, x: str | None = None, y: str | None = None):
-    """Writes summary.csv, summary.md and (with two swept keys) heatmap.png into `root`; returns the jobs."""
+    """Writes summary.csv, summary.md and (with two swept keys) heatmap.png into `root`; returns the jobs.
+    A sweep over `data.fold` also gets cv_summary.csv and a cross-validation section in summary.md."""
     root = Path(root)
     jobs = find_jobs(root)
     header, rows = table(jobs)
     write_atomic(root / "summary.csv", to_csv(header, rows))
-    write_atomic(root / "summary.md", to_markdown(jobs, header, rows))
+    markdown = to_markdown(jobs, header, rows)
     keys = swept_keys(jobs)
+    if FOLD_KEY in keys:
+        tests = [m for m in metric_columns(jobs) if m.startswith("test/")]
+        cv_header, cv_rows = fold_table(jobs, keys, tests)
+        write_atomic(root / "cv_summary.csv", to_csv(cv_header, cv_rows))
+        markdown += "\n" + fold_markdown(cv_header, cv_rows, tests)
+    write_atomic(root / "summary.md", markdown)
+    keys = [k for k in keys if k != FOLD_KEY]  # folds are averaged in cv_summary, not a heatmap axis
     x = x or (keys[0] if keys else None)
     y = y or next((k for k in keys if k != x), None)
     if x is not None and y is not None:
