@@ -187,6 +187,7 @@ def _predict(run, tmp_path, *overrides, name="answers.jsonl"):
         "decoding=score",
         f"output={tmp_path / name}",
         f"paths.output_dir={tmp_path / 'job'}",
+        f"paths.root_dir={tmp_path}",
     ]
     line += list(overrides)
     summary = predict(compose(line, "predict"), line)
@@ -225,12 +226,15 @@ def test_the_users_command_gives_evaluate_split_predicts_answers(run, new_rows, 
 
 @pytest.mark.slow
 def test_a_folder_of_images_is_answered_image_only_ids_its_relative_paths(run, new_rows, tmp_path):
-    folder = new_rows.parent / "images"
-    summary, answers = _predict(run, tmp_path, f"input={folder}", "modality=image")
-    names = sorted(p.name for p in folder.iterdir())
-    assert [r["id"] for r in _lines(answers)] == names and summary["answered"] == len(names) == 8
+    images = sorted((new_rows.parent / "images").iterdir())[:3]
+    for image, name in zip(images, ("b/x.png", "a.png", "c/d/y.png"), strict=True):
+        (tmp_path / "imgs" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, tmp_path / "imgs" / name)
+    summary, answers = _predict(run, tmp_path, f"input={tmp_path / 'imgs'}", "modality=image")
+    records = _lines(answers)
+    assert [r["id"] for r in records] == ["a.png", "b/x.png", "c/d/y.png"] and summary["answered"] == 3
     assert summary["run"]["modality"] == "image"
-    assert all(set(r["scores"]) == {"red", "blue", "urgent", "question"} for r in _lines(answers))
+    assert all(set(r["scores"]) == {"red", "blue", "urgent", "question"} for r in records)
 
 
 KILLER = """

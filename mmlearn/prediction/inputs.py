@@ -24,12 +24,10 @@ def read_input(
     """The samples of `path` in its order (a folder: its images sorted by relative path, which is each
     one's id), and the accounting of what was read and skipped. A table's relative `image_path` is under
     `image_root` (default: the table's folder)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"input={path} not found: give a .csv or .jsonl file or a folder of images")
+    path = check_input(path)
     if path.is_dir():
         samples, report = read_folder(path, modality=modality, inputs=inputs)
-    elif path.suffix in TABLES:
+    else:
         root = Path(image_root) if image_root is not None else path.parent
         reader = TableReader(
             image_root=root,
@@ -40,13 +38,21 @@ def read_input(
             labelled=False,
         )
         samples, report = reader.read(path)
-    else:
-        raise ValueError(f"input={path}: expected a .csv or .jsonl file or a folder of images")
     if not samples:
         raise ValueError(
             f"input={path} has no usable rows ({report.read} read, {len(report.skipped)} skipped)"
         )
     return samples, report
+
+
+def check_input(path: str | Path) -> Path:
+    """`path` if it is something predict.py reads (checked before a model is loaded)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input={path} not found: give a .csv or .jsonl file or a folder of images")
+    if not path.is_dir() and path.suffix not in TABLES:
+        raise ValueError(f"input={path}: expected a .csv or .jsonl file or a folder of images")
+    return path
 
 
 def image_files(folder: Path) -> list[str]:

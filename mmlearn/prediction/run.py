@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from mmlearn.inference import Predictor, load_predictor
 from mmlearn.io import write_atomic, write_json, write_jsonl
-from mmlearn.prediction.inputs import read_input
+from mmlearn.prediction.inputs import check_input, read_input
 from mmlearn.prediction.outputs import check_output, write_output
 from mmlearn.prediction.partfile import PartFile, input_digest
 from mmlearn.redaction import redact_secrets
@@ -34,6 +34,7 @@ def predict(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict:
     refuse_evaluation_only(cfg)
     output = Path(cfg.output)
     check_output(output)
+    check_input(cfg.input)
     out = Path(cfg.paths.output_dir)
     predictor = load_predictor(cfg, overrides)
     if predictor.task.kind == "multiple_choice":
