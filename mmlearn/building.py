@@ -35,7 +35,9 @@ def build_module(cfg: DictConfig, task, *, adapter_dir=None, spec=None, decoder=
 
 
 def build_callbacks(cfg: DictConfig) -> list:
-    return [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
+    """Every configured callback; a factory may return None for "off" (callbacks.early_stopping)."""
+    built = [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
+    return [callback for callback in built if callback is not None]
 
 
 def build_loggers(cfg: DictConfig) -> list:

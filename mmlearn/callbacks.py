@@ -7,12 +7,22 @@ import re
 from pathlib import Path
 
 import torch.distributed as dist
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, EarlyStopping
 from omegaconf import OmegaConf
 
 from mmlearn.io import write_jsonl
 
 log = logging.getLogger(__name__)
+
+
+def early_stopping(*, patience: int | None, **settings) -> EarlyStopping | None:
+    """Lightning's EarlyStopping on the monitored validation metric, or no callback when `patience` is
+    null (the default): `callbacks.early_stopping.patience=10` turns it on."""
+    if patience is None:
+        return None
+    if patience < 1:
+        raise ValueError(f"callbacks.early_stopping.patience must be null (off) or >= 1, got {patience}")
+    return EarlyStopping(patience=patience, **settings)
 
 
 def gather_once(rows: list[dict], world_size: int) -> list[dict]:
