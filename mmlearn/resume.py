@@ -173,7 +173,7 @@ class ResumeCheckpoint(Checkpoint):
 
     def save(self, trainer) -> None:
         self.last_model_path = str(self.path)  # before saving: it is part of the saved state
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full state: resume needs it
         self.saved_step = trainer.global_step
 
     def state_dict(self) -> dict:
