@@ -64,7 +64,10 @@ def _options(group):
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in _options(g)])
 def test_every_option_composes(group, option):
-    cfg = compose([f"{group}={option}", "paths.root_dir=/tmp/mmlearn-compose", "paths.output_dir=/tmp/out"])
+    config = "evaluate" if group == "backend" else "train"  # conf/backend is evaluate.yaml's group only
+    cfg = compose(
+        [f"{group}={option}", "paths.root_dir=/tmp/mmlearn-compose", "paths.output_dir=/tmp/out"], config
+    )
     assert cfg[group] is not None if group not in ("experiment", "hparams_search") else True
     from omegaconf import OmegaConf
 

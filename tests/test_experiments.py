@@ -15,6 +15,7 @@ from tests.conftest import CONF, REPO, compose
 EXPERIMENTS = sorted(
     p.relative_to(CONF / "experiment").with_suffix("").as_posix()
     for p in (CONF / "experiment").rglob("*.yaml")
+    if p.parent.name != "crisismmd_api"  # evaluate.py's experiments: tests/test_backend_experiments.py
 )
 SEED_EXPERIMENTS = [e for e in EXPERIMENTS if e != "demo"]
 PATHS = ["paths.root_dir=/tmp/mmlearn-experiments", "paths.output_dir=/tmp/mmlearn-experiments/out"]

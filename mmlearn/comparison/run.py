@@ -7,12 +7,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from mmlearn import conf_dir
 from mmlearn.comparison.report import write_report
 
 log = logging.getLogger(__name__)
 
-# What a mode may change; everything else (model, data, split, prompt, decoding) is shared.
-MODE_KEYS = {"run_dir", "shots", "shots_per_class", "shot_seed", "resample"}
+# What a mode may change; everything else (model, data, split, prompt, decoding) is shared. `backend`:
+# an option of conf/backend (`backend: openai`), or its keys with the option named
+# (`backend: {option: openai, model: gpt-4o}`): an API mode beside local ones.
+MODE_KEYS = {"run_dir", "shots", "shots_per_class", "shot_seed", "resample", "backend"}
 COMPARE_KEYS = ("modes", "reference", "bootstrap")
 
 
@@ -50,8 +53,25 @@ def mode_configs(cfg: DictConfig, out: Path) -> dict[str, DictConfig]:
             raise ValueError(
                 f"modes.{name}: {sorted(unknown)} cannot differ between modes (allowed: {sorted(MODE_KEYS)})"
             )
-        configs[name] = OmegaConf.merge(shared, delta or {}, {"paths": {"output_dir": str(out / name)}})
+        delta = with_backend_option(name, delta or {})
+        configs[name] = OmegaConf.merge(shared, delta, {"paths": {"output_dir": str(out / name)}})
     return configs
+
+
+def with_backend_option(name: str, delta) -> DictConfig:
+    """A mode's `backend` as that conf/backend option's keys, with the mode's own on top."""
+    delta = OmegaConf.create(delta)
+    if "backend" not in delta:
+        return delta
+    backend = delta.backend
+    option, keys = (backend, {}) if isinstance(backend, str) else (backend.get("option"), dict(backend))
+    keys.pop("option", None)
+    path = conf_dir() / "backend" / f"{option}.yaml"
+    if not path.is_file():
+        options = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ValueError(f"modes.{name}.backend: {option!r} is not an option of conf/backend ({options})")
+    delta.backend = OmegaConf.merge(OmegaConf.load(path), keys)
+    return delta
 
 
 def shared_overrides() -> list[str]:
