@@ -14,6 +14,7 @@ import lightning as L
 from torch.utils.data import Dataset
 
 from mmlearn.data.collate import PromptCollator, TrainCollator
+from mmlearn.data.folds import FoldSettings, refold
 from mmlearn.data.lengths import TokenCounter, check_lengths
 from mmlearn.data.modality import Modality
 from mmlearn.data.policy import InputPolicy
@@ -274,9 +275,19 @@ class TableDataModule(VLMDataModule):
         instruction: str,
         labels: list[str] | None,
         labels_file: str | None,
+        fold: int | None,
+        num_folds: int,
+        val_fraction: float,
+        split_seed: int,
         **common,
     ) -> None:
         super().__init__(**common)
+        self.folds = FoldSettings(fold, num_folds, val_fraction, split_seed)
+        if self.folds.enabled and (val_file is not None or test_file is not None or train_file is None):
+            raise ValueError(
+                "data.fold re-splits the rows of data.train_file into train/val/test: set data.train_file "
+                f"and data.val_file=null data.test_file=null (got val_file={val_file}, test_file={test_file})"
+            )
         if (labels is None) == (labels_file is None):
             raise ValueError("set exactly one of data.labels and data.labels_file")
         if task not in CLASSIFICATION_TASKS:
@@ -295,9 +306,25 @@ class TableDataModule(VLMDataModule):
         return CLASSIFICATION_TASKS[self.task_kind](labels, self.instruction)
 
     def available_splits(self) -> tuple[str, ...]:
+        if self.folds.enabled:
+            return ("train", "val", "test") + ((PREDICT,) if self.files[PREDICT] else ())
         return tuple(split for split, path in self.files.items() if path is not None)
 
+    def record_settings(self) -> dict:
+        if not self.folds.enabled:
+            return {}
+        return {"fold": self.folds.fold, "num_folds": self.folds.num_folds, "split_seed": self.folds.seed}
+
+    @cached_property
+    def folded(self) -> dict[str, tuple[list[Sample], SplitReport]]:
+        return refold(*self._read_file("train"), self.folds)
+
     def read_split(self, split: str) -> tuple[list[Sample], SplitReport]:
+        if self.folds.enabled and split != PREDICT:
+            return self.folded[split]
+        return self._read_file(split)
+
+    def _read_file(self, split: str) -> tuple[list[Sample], SplitReport]:
         reader = TableReader(
             image_root=Path(self.image_root),
             labels=self.task.labels,

@@ -6,8 +6,13 @@ on the ids, their labels and the seed (never on file order), so a seed names the
 
 from __future__ import annotations
 
+import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from mmlearn.data.sample import BadSampleError, SplitReport
+from mmlearn.sample import Sample
 
 
 def _shuffled_by_label(ids: list[str], labels: dict[str, str], rng: random.Random) -> dict[str, list[str]]:
@@ -58,3 +63,47 @@ def cross_validation_splits(
         raise ValueError(f"data.val_fraction={val_fraction} leaves no validation sample out of {len(rest)}")
     val = set(order[:num_val])
     return {item: "test" if folds[item] == fold else "val" if item in val else "train" for item in labels}
+
+
+@dataclass(frozen=True)
+class FoldSettings:
+    """`data.fold` (null: the files' own splits), `data.num_folds`, `data.val_fraction`, `data.split_seed`
+    of a dataset that can be cross-validated (conf/data/folds/default.yaml)."""
+
+    fold: int | None
+    num_folds: int
+    val_fraction: float
+    seed: int
+
+    @property
+    def enabled(self) -> bool:
+        return self.fold is not None
+
+
+def refold(samples: list[Sample], report: SplitReport, folds: FoldSettings) -> dict[str, tuple]:
+    """The labelled samples of one source re-split into train/val/test by `folds`, stratified by label
+    set (a multi-label sample's stratum is its whole set). Rows the source skipped are listed under
+    train, the split they were read for."""
+    labels: dict[str, str] = {}
+    for sample in samples:
+        if sample.id in labels:
+            raise BadSampleError(
+                f"{sample.source}: id {sample.id!r} appears twice in {report.file}; folds assign samples by id"
+            )
+        labels[sample.id] = json.dumps(sorted(sample.labels))
+    split_of = cross_validation_splits(
+        labels, num_folds=folds.num_folds, fold=folds.fold, val_fraction=folds.val_fraction, seed=folds.seed
+    )
+    out = {}
+    for split in ("train", "val", "test"):
+        kept = [s for s in samples if split_of[s.id] == split]
+        part = SplitReport(
+            file=f"{report.file} (fold {folds.fold} of {folds.num_folds}: {split})",
+            read=len(kept),
+            label_counts=dict(sorted(Counter(label for s in kept for label in s.labels).items())),
+        )
+        if split == "train":
+            part.read += report.merged + len(report.skipped)
+            part.merged, part.skipped = report.merged, list(report.skipped)
+        out[split] = (kept, part)
+    return out

@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 from mmlearn.data.datamodule import CLASSIFICATION_TASKS, PREDICT, SPLITS, VLMDataModule
+from mmlearn.data.folds import FoldSettings, refold
 from mmlearn.data.images import ArrowImageRef
 from mmlearn.data.sample import BadSampleError, SplitReport
 from mmlearn.sample import Sample
@@ -42,9 +43,19 @@ class HFDataModule(VLMDataModule):
         labels: list[str] | None,
         task: str,
         instruction: str,
+        fold: int | None,
+        num_folds: int,
+        val_fraction: float,
+        split_seed: int,
         **common,
     ) -> None:
         super().__init__(**common)
+        self.folds = FoldSettings(fold, num_folds, val_fraction, split_seed)
+        if self.folds.enabled and (splits.get("val") or splits.get("test")):
+            raise ValueError(
+                "data.fold re-splits the dataset's train split into train/val/test: set "
+                f"data.splits.val=null data.splits.test=null (got {splits})"
+            )
         if task not in CLASSIFICATION_TASKS:
             raise ValueError(f"data.task must be one of {sorted(CLASSIFICATION_TASKS)}, got {task!r}")
         unknown = sorted(set(splits) - set(SPLITS))
@@ -138,10 +149,25 @@ class HFDataModule(VLMDataModule):
         return CLASSIFICATION_TASKS[self.task_kind](self.labels, self.instruction)
 
     def available_splits(self) -> tuple[str, ...]:
-        named = tuple(split for split in SPLITS if self.split_names.get(split))
+        named = ("train", "val", "test") if self.folds.enabled else ()
+        named = named or tuple(split for split in SPLITS if self.split_names.get(split))
         return named if self.predict_file is None else (*named, PREDICT)
 
+    def record_settings(self) -> dict:
+        if not self.folds.enabled:
+            return {}
+        return {"fold": self.folds.fold, "num_folds": self.folds.num_folds, "split_seed": self.folds.seed}
+
+    @cached_property
+    def folded(self) -> dict[str, tuple[list[Sample], SplitReport]]:
+        return refold(*self._read_named("train"), self.folds)
+
     def read_split(self, split: str) -> tuple[list[Sample], SplitReport]:
+        if self.folds.enabled and split != PREDICT:
+            return self.folded[split]
+        return self._read_named(split)
+
+    def _read_named(self, split: str) -> tuple[list[Sample], SplitReport]:
         data = self._split(split)
         label = self.label_column if split != PREDICT else None  # a predict file's labels are not read
         columns = [c for c in (self.id_column, self.text_column, label) if c is not None]
