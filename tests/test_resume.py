@@ -11,9 +11,12 @@ import time
 
 import pytest
 import torch
+from lightning.pytorch import LightningModule, Trainer
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
+from mmlearn.data.resumable import EpochRandomSampler, ResumableDataLoader
+from mmlearn.resume import ResumeCheckpoint
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -163,3 +166,51 @@ def test_no_credential_in_any_file_of_the_run(uninterrupted):
     ]
     assert leaked == []
     assert "<WANDB_API_KEY>" in (uninterrupted / "config.yaml").read_text()
+
+
+# --- the resume checkpoint on its own: a bare Lightning fit whose LR schedule reads its length early ------
+class _Recorder(LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 1)
+        self.seen = []
+
+    def training_step(self, batch, batch_idx):
+        self.seen.append(batch.flatten().tolist())
+        return self.layer(batch.float()).sum()
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.01)
+        steps = self.trainer.estimated_stepping_batches  # builds the train loader before any restore
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def train_dataloader(self):
+        data = torch.arange(12).view(12, 1)
+        return ResumableDataLoader(data, batch_size=2, sampler=EpochRandomSampler(data, seed=0))
+
+
+def _bare_fit(directory, max_steps, ckpt_path=None) -> list:
+    module = _Recorder()
+    trainer = Trainer(
+        max_steps=max_steps,
+        callbacks=[ResumeCheckpoint(dirpath=directory, every_n_train_steps=2)],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, ckpt_path=ckpt_path)
+    return module.seen
+
+
+def test_the_resume_checkpoint_hands_the_loader_its_position(tmp_path, monkeypatch):
+    """Stopped at step 4 of 6 in the first epoch: the resumed run draws exactly the batches the
+    uninterrupted one drew after step 4; without the hand-over the epoch would start again."""
+    full = _bare_fit(tmp_path / "full", max_steps=8)
+    assert len(full) == 8
+    stopped = _bare_fit(tmp_path / "run", max_steps=4)
+    last = tmp_path / "run" / "last.ckpt"
+    assert stopped == full[:4] and torch.load(last, weights_only=False)["global_step"] == 4
+    assert _bare_fit(tmp_path / "run", max_steps=8, ckpt_path=last) == full[4:]
+    monkeypatch.setattr(ResumeCheckpoint, "on_train_start", lambda self, trainer, module: None)
+    assert _bare_fit(tmp_path / "run", max_steps=8, ckpt_path=last) != full[4:]
