@@ -39,8 +39,7 @@ class EndpointModule(VLMFineTuner):
         for i, answer in enumerate(decoded):
             row = prediction_record(self.task, batch, i, answer, labelled=labelled)
             row["usage"], row["cached"] = answer.usage, answer.cached
-            if answer.error:
-                row["error"] = answer.error
+            row |= {k: v for k, v in (("error", answer.error), ("reply", answer.reply)) if v is not None}
             rows.append(row)
         return decoded, rows
 

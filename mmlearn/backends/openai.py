@@ -40,6 +40,7 @@ class EndpointDecoded(Decoded):
     usage: dict | None = None
     cached: bool = False
     error: str | None = None
+    reply: str | None = None  # the raw reply, where the parser read the answer inside it
 
 
 @dataclass(frozen=True)
@@ -184,15 +185,26 @@ class OpenAIBackend(Decoder):
         fetched = asyncio.run(self.fetch(affordable, params, cache, usage)) if affordable else {}
         if stop is not None:
             raise stop
-        decoded = []
-        for r, sample in zip(requests, batch["samples"], strict=True):
-            answer, cached = (fetched[r.index], False) if r.index in fetched else (answers[r.index], True)
-            text = self.answer_text(answer["reply"])
-            parsed = context.task.parse(text, sample)
-            decoded.append(
-                EndpointDecoded(text, parsed, usage=answer["usage"], cached=cached, error=answer["malformed"])
+        return [
+            self.decoded(
+                context,
+                fetched[r.index] if r.index in fetched else answers[r.index],
+                sample,
+                r.index not in fetched,
             )
-        return decoded
+            for r, sample in zip(requests, batch["samples"], strict=True)
+        ]
+
+    def decoded(self, context, answer: dict, sample, cached: bool) -> EndpointDecoded:
+        text = self.answer_text(answer["reply"])
+        return EndpointDecoded(
+            text,
+            context.task.parse(text, sample),
+            usage=answer["usage"],
+            cached=cached,
+            error=answer["malformed"],
+            reply=answer["reply"] if answer["reply"] != text else None,
+        )
 
     async def fetch(self, requests: list[Request], params: dict, cache: ResponseCache, usage: Usage) -> dict:
         """The answers to `requests`, at most `concurrency` in flight; each cached as it arrives."""
