@@ -1,20 +1,24 @@
-"""Training throughput of mmlearn against a plain `transformers.Trainer` loop (the seeds' way).
+"""Training throughput of mmlearn against a plain `transformers.Trainer` loop (the seeds' way) and
+TRL's `SFTTrainer` (the peer a user would pick; the `bench` extra, skipped and named without it).
 
-    python benchmarks/train_throughput.py --out throughput.json [--model-path /ckpt/Qwen2-VL-2B-Instruct]
+    python benchmarks/train_throughput.py --out throughput.json
 
 Same tiny Qwen2-VL (built offline), same demo-like data (demo images, texts 1 to 12 sentences long),
-same PEFT model, collator, batch size, learning rate and worker count on both sides. Each side runs in
-its own subprocess of this script, one after the other, so neither inherits the other's warmed caches,
-threads or memory; inside a side the first `--warmup` steps are not timed. mmlearn trains with its
-defaults (length-grouped batches); the Trainer side with the seeds' settings (random batches).
+same PEFT model, batch size, optimiser (AdamW, lr, weight decay, clipping), cosine schedule with its
+warm-up and worker count on every side. Each side runs in its own subprocess of this script, one after
+the other, so none inherits another's warmed caches, threads or memory; inside a side the first
+`--warmup` steps are not timed. mmlearn trains with its defaults (length-grouped batches); the Trainer
+side with the seeds' settings (random batches, mmlearn's collator); TRL with its own vision collator
+on prompt-completion rows, the prompt masked.
 
-Figures: `speedup_vs_trainer` (mmlearn samples/s over Trainer samples/s), `padding_fraction_grouped`
-and `_ungrouped` (share of computed token positions that are padding, from real collated batches),
-`loader_headroom` (data-loader samples/s over mmlearn training samples/s), `vision_cache_speedup`
-(training samples/s of an epoch after the first with `model.vision_cache` on, where every image is a
-hit, over the same epoch with it off; medians over `--cache-rounds` interleaved epoch pairs on the
-first `--cache-n-train` samples), and on a GPU with
-`--model-path`, tokens/s and MFU for Qwen2-VL-2B LoRA and QLoRA.
+Figures: `speedup_vs_trainer` and `speedup_vs_trl` (mmlearn samples/s over theirs),
+`padding_fraction_grouped` and `_ungrouped` (share of computed token positions that are padding, from
+real collated batches), `loader_headroom` (data-loader samples/s over mmlearn training samples/s),
+`vision_cache_speedup` (training samples/s of an epoch after the first with `model.vision_cache` on,
+where every image is a hit, over the same epoch with it off; medians over `--cache-rounds` interleaved
+epoch pairs on the first `--cache-n-train` samples), and `test_scores`: every side's adapter scored on
+`--n-test` held-out samples by `mmlearn.evaluation.run_split` (what evaluate.py runs), so a faster side
+is also seen to have trained. GPU figures (real-size Qwen2-VL-2B, MFU, memory): benchmarks/gpu_bench.py.
 """
 
 from __future__ import annotations
@@ -32,29 +36,33 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10G": 125e12}
 
 
 # --- inputs ----------------------------------------------------------------------------------------
-def build_inputs(workdir: Path, n_train: int, seed: int = 0) -> tuple[Path, Path]:
-    """The tiny Qwen2-VL checkpoint and a demo-like split whose texts vary from 1 to 12 sentences."""
+def build_inputs(
+    workdir: Path, n_train: int, seed: int = 0, *, n_test: int = 0, image_size: int = 56, model_dir=None
+) -> tuple[Path, Path]:
+    """The tiny Qwen2-VL checkpoint (or `model_dir`, already built) and a demo-like split whose texts
+    vary from 1 to 12 sentences; with `n_test`, a test split built the same way (to score adapters)."""
     from mmlearn.data.demo import build_demo
     from mmlearn.models.tiny import build_preset
 
-    model = workdir / "qwen2vl_tiny"
+    model = Path(model_dir) if model_dir else workdir / "qwen2vl_tiny"
     if not (model / "config.json").is_file():
         build_preset("qwen2vl_tiny", model)
-    demo = build_demo(workdir / "demo", splits={"train": n_train}, image_size=56, seed=seed)
-    data = workdir / "varied"
+    splits = {"train": n_train, **({"test": n_test} if n_test else {})}
+    demo = build_demo(workdir / f"demo{image_size}", splits=splits, image_size=image_size, seed=seed)
+    data = workdir / f"varied{image_size}"
     data.mkdir(exist_ok=True)
     rng = random.Random(seed)
-    rows = list(csv.DictReader((demo / "train.csv").open()))
-    with (data / "train.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["id", "text", "image_path", "labels"])
-        writer.writeheader()
-        for row in rows:
-            text = " ".join([row["text"]] * rng.randint(1, 12))
-            writer.writerow(dict(row, text=text, image_path=str(demo / row["image_path"])))
+    for split in splits:
+        rows = list(csv.DictReader((demo / f"{split}.csv").open()))
+        with (data / f"{split}.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["id", "text", "image_path", "labels"])
+            writer.writeheader()
+            for row in rows:
+                text = " ".join([row["text"]] * rng.randint(1, 12))
+                writer.writerow(dict(row, text=text, image_path=str(demo / row["image_path"])))
     (data / "labels.txt").write_text((demo / "labels.txt").read_text())
     return model, data
 
@@ -74,7 +82,7 @@ def compose_config(settings: dict, *, group_by_length: bool, extra: tuple[str, .
         f"data.batch_size={settings['batch_size']}",
         f"data.num_workers={settings['num_workers']}",
         f"data.group_by_length={str(group_by_length).lower()}",
-        "trainer=cpu",
+        f"trainer={settings.get('trainer', 'cpu')}",
         f"trainer.max_steps={settings['steps']}",
         "~logger",
         "~callbacks",
@@ -96,7 +104,7 @@ def _build(cfg):
     return datamodule, module
 
 
-# --- the two sides ---------------------------------------------------------------------------------
+# --- the sides ------------------------------------------------------------------------------------
 def run_mmlearn(settings: dict) -> dict:
     import lightning as L
     from hydra.utils import instantiate
@@ -109,8 +117,10 @@ def run_mmlearn(settings: dict) -> dict:
         cfg.trainer, callbacks=[clock], logger=False, enable_checkpointing=False, enable_progress_bar=False,
         limit_val_batches=0, default_root_dir=str(Path(settings["workdir"]) / "out"),
     )  # fmt: skip
-    trainer.fit(module, datamodule=datamodule)
-    return clock.result(datamodule.batch_size)
+    with PeakMemory() as peak:
+        trainer.fit(module, datamodule=datamodule)
+    _save_adapter(settings, "mmlearn", module.model)
+    return dict(clock.result(datamodule.batch_size), **peak)
 
 
 def run_epochs(settings: dict) -> dict:
@@ -177,7 +187,7 @@ def run_epochs(settings: dict) -> dict:
 
 def run_trainer(settings: dict) -> dict:
     """The seeds' loop: `transformers.Trainer`, random batches, the model's own loss."""
-    from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers import Trainer, TrainingArguments, set_seed
 
     from mmlearn.data.collate import TrainCollator
     from mmlearn.data.datamodule import SampleDataset
@@ -186,45 +196,208 @@ def run_trainer(settings: dict) -> dict:
     cfg = compose_config(settings, group_by_length=False)
     datamodule, module = _build(cfg)
     collate = TrainCollator(module.processor, module.spec.prompt, datamodule.task)
-    times: list[float] = []
-
-    class Clock(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            times.append(time.perf_counter())
-
-        def on_step_end(self, args, state, control, **kwargs):
-            times.append(time.perf_counter())
-
-    args = TrainingArguments(
-        output_dir=str(Path(settings["workdir"]) / "hf"), per_device_train_batch_size=datamodule.batch_size,
-        max_steps=settings["steps"], learning_rate=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay,
-        max_grad_norm=cfg.trainer.gradient_clip_val, lr_scheduler_type="cosine",
-        dataloader_num_workers=datamodule.num_workers, remove_unused_columns=False, report_to="none",
-        save_strategy="no", logging_strategy="no", use_cpu=True, seed=0, disable_tqdm=True,
-    )  # fmt: skip
+    clock = _StepClock(settings["warmup"], module.model)
+    args = TrainingArguments(**_hf_arguments(settings, cfg, datamodule, "hf"))
     trainer = Trainer(
         model=module.model,
         args=args,
         train_dataset=SampleDataset(datamodule.splits["train"]),
         data_collator=lambda samples: collate(samples)["inputs"],
-        callbacks=[Clock()],
+        callbacks=[clock],
     )
-    trainer.train()
-    start, end = times[2 * settings["warmup"]], times[-1]
-    steps = len(times) // 2 - settings["warmup"]
-    return {"samples_per_s": steps * datamodule.batch_size / (end - start), "timed_steps": steps}
+    with PeakMemory() as peak:
+        trainer.train()
+    _save_adapter(settings, "trainer", module.model)
+    return dict(clock.result(datamodule.batch_size), **peak)
+
+
+TRL_MISSING = "trl is not installed: pip install -e '.[bench]' (the bench extra)"
+
+
+def run_trl(settings: dict) -> dict:
+    """TRL's `SFTTrainer` on the same PEFT model, rows, optimiser, schedule and batch: prompt-completion
+    rows in TRL's conversational format, batched by TRL's vision collator with the prompt masked
+    (`completion_only_loss`); its bf16 and gradient-checkpointing defaults set to mmlearn's, and its
+    `max_length` to `data.max_length` (mmlearn refuses longer samples, so none is cut)."""
+    try:
+        from trl import SFTConfig, SFTTrainer
+    except ImportError:
+        return {"skipped": TRL_MISSING}
+    from transformers import set_seed
+
+    set_seed(0)
+    cfg = compose_config(settings, group_by_length=False)
+    datamodule, module = _build(cfg)
+    clock = _StepClock(settings["warmup"], module.model)
+    config = SFTConfig(
+        **_hf_arguments(settings, cfg, datamodule, "trl"),
+        max_length=cfg.data.max_length, gradient_checkpointing=bool(cfg.model.gradient_checkpointing),
+        completion_only_loss=True, packing=False, dataset_kwargs={"skip_prepare_dataset": True},
+    )  # fmt: skip
+    trainer = SFTTrainer(
+        model=module.model, args=config, train_dataset=trl_rows(datamodule), processing_class=module.processor
+    )
+    trainer.add_callback(clock)
+    with PeakMemory() as peak:
+        trainer.train()
+    _save_adapter(settings, "trl", module.model)
+    return dict(clock.result(datamodule.batch_size), **peak, trl_version=_version("trl"))
+
+
+def trl_rows(datamodule):
+    """The training split as TRL's conversational prompt-completion rows: the task's prompt after the
+    image in one user turn, the task's answer as the assistant's reply (what mmlearn renders)."""
+    from datasets import Dataset
+
+    from mmlearn.data.images import load_rgb
+
+    task = datamodule.task
+    rows = []
+    for sample in datamodule.splits["train"]:
+        images = [load_rgb(sample.image_path)] if sample.image_path is not None else []
+        content = [{"type": "image"} for _ in images] + [{"type": "text", "text": task.prompt(sample)}]
+        rows.append(
+            {
+                "images": images,
+                "prompt": [{"role": "user", "content": content}],
+                "completion": [
+                    {"role": "assistant", "content": [{"type": "text", "text": task.answer(sample)}]}
+                ],
+            }
+        )
+    return Dataset.from_list(rows)
+
+
+def _hf_arguments(settings: dict, cfg, datamodule, name: str) -> dict:
+    """`TrainingArguments` fields shared by the Trainer and TRL sides: mmlearn's optimiser (AdamW, lr,
+    weight decay), clipping, cosine schedule with its warm-up, batch, workers and precision."""
+    gpu = settings.get("trainer") == "gpu"
+    return dict(
+        output_dir=str(Path(settings["workdir"]) / name), per_device_train_batch_size=datamodule.batch_size,
+        max_steps=settings["steps"], learning_rate=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay,
+        optim="adamw_torch", max_grad_norm=cfg.trainer.gradient_clip_val, lr_scheduler_type="cosine",
+        warmup_steps=cfg.scheduler.num_warmup_steps, dataloader_num_workers=datamodule.num_workers,
+        remove_unused_columns=False, report_to="none", save_strategy="no", logging_strategy="no",
+        use_cpu=not gpu, bf16=gpu and "bf16" in str(cfg.trainer.precision), seed=0, disable_tqdm=True,
+    )  # fmt: skip
+
+
+def run_score(settings: dict) -> dict:
+    """Each saved adapter scored on the held-out test split by the code evaluate.py runs
+    (`mmlearn.evaluation.run_split`, the configured decoder), loaded onto the same base model."""
+    from mmlearn.building import build_datamodule, build_module
+    from mmlearn.evaluation import run_split
+
+    data = Path(settings["data_dir"])
+    cfg = compose_config(settings, group_by_length=False, extra=(f"data.test_file={data / 'test.csv'}",))
+    out = {}
+    for side in settings["score"]:
+        adapter = Path(settings["workdir"]) / "adapters" / side
+        datamodule = build_datamodule(cfg)
+        module = build_module(cfg, datamodule.task, adapter_dir=str(adapter)).eval()
+        datamodule.connect(module.processor, module.spec.prompt)
+        metrics, _ = run_split(module, datamodule, cfg, "test", Path(settings["workdir"]) / "score" / side)
+        out[side] = {k: v for k, v in metrics.items() if k in SCORED}
+    return out
+
+
+SCORED = ("test/f1_macro", "test/f1_micro", "test/subset_accuracy", "test/parse_failure_rate")
+
+
+def _save_adapter(settings: dict, side: str, model) -> None:
+    if settings.get("save_adapters"):
+        model.save_pretrained(Path(settings["workdir"]) / "adapters" / side)
+
+
+class PeakMemory:
+    """CUDA peak memory allocated inside the block ({} without CUDA)."""
+
+    def __enter__(self) -> dict:
+        import torch
+
+        self.result: dict = {}
+        self.cuda = torch.cuda.is_available()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        return self.result
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        if self.cuda and exc[0] is None:
+            self.result["peak_memory_bytes"] = torch.cuda.max_memory_allocated()
+
+
+def batch_shape(inputs: dict) -> dict:
+    """What a batch's model FLOPs depend on: each sequence's real tokens, each image's patch grid."""
+    grid = inputs.get("image_grid_thw")
+    return {
+        "lengths": inputs["attention_mask"].sum(dim=1).tolist(),
+        "grids": grid.tolist() if grid is not None else [],
+    }
+
+
+def _timed(seconds: float, steps: int, batch_size: int, shapes: list[dict]) -> dict:
+    tokens = sum(sum(shape["lengths"]) for shape in shapes)
+    return {
+        "samples_per_s": steps * batch_size / seconds,
+        "tokens_per_s": tokens / seconds,
+        "timed_steps": steps,
+        "seconds": seconds,
+        "shapes": shapes,  # the timed batches (benchmarks/gpu_bench.py counts their FLOPs)
+    }
+
+
+class _StepClock:
+    """A `TrainerCallback` timing from the start of step `warmup` to the end of the last step, and
+    recording each training forward's batch shape (a hook on the model: the collator may run in
+    loader workers)."""
+
+    def __new__(cls, warmup: int, model):
+        from transformers import TrainerCallback
+
+        class Clock(TrainerCallback):
+            def __init__(self) -> None:
+                self.times: list[float] = []
+                self.shapes: list[dict] = []
+                self.hook = model.register_forward_pre_hook(self.record, with_kwargs=True)
+
+            def record(self, module, args, kwargs):
+                if module.training:
+                    self.shapes.append(batch_shape(kwargs))
+
+            def on_step_begin(self, args, state, control, **kwargs):
+                self.times.append(time.perf_counter())
+
+            def on_step_end(self, args, state, control, **kwargs):
+                self.times.append(time.perf_counter())
+
+            def result(self, batch_size: int) -> dict:
+                self.hook.remove()
+                start, end = self.times[2 * warmup], self.times[-1]
+                steps = len(self.times) // 2 - warmup
+                return _timed(end - start, steps, batch_size, self.shapes[warmup : warmup + steps])
+
+        return Clock()
 
 
 class _LightningClock:
-    """From the start of step `warmup` to the end of the last step (batch fetches included)."""
+    """From the start of step `warmup` to the end of the last step (batch fetches included); the
+    memory estimate mmlearn logs at the start of training, for the GPU benchmark's ratio."""
 
     def __new__(cls, warmup: int):
         from lightning.pytorch.callbacks import Callback
 
+        from mmlearn.memory import estimate_run
+
         class Clock(Callback):
             def __init__(self) -> None:
-                self.start = self.end = None
-                self.steps = self.tokens = 0
+                self.start = self.end = self.estimate = None
+                self.steps = 0
+                self.shapes: list[dict] = []
+
+            def on_train_start(self, trainer, pl_module):
+                self.estimate = estimate_run(pl_module, trainer.datamodule, trainer.precision).total
 
             def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
                 if batch_idx == warmup:
@@ -234,15 +407,11 @@ class _LightningClock:
                 self.end = time.perf_counter()
                 self.steps = batch_idx + 1 - warmup
                 if batch_idx >= warmup:
-                    self.tokens += int(batch["inputs"]["attention_mask"].sum())
+                    self.shapes.append(batch_shape(batch["inputs"]))
 
             def result(self, batch_size: int) -> dict:
-                seconds = self.end - self.start
-                return {
-                    "samples_per_s": self.steps * batch_size / seconds,
-                    "tokens_per_s": self.tokens / seconds,
-                    "timed_steps": self.steps,
-                }
+                timed = _timed(self.end - self.start, self.steps, batch_size, self.shapes)
+                return dict(timed, memory_estimate_bytes=self.estimate)
 
         return Clock()
 
@@ -269,28 +438,10 @@ def data_figures(settings: dict) -> dict:
     return out
 
 
-# --- GPU: Qwen2-VL-2B --------------------------------------------------------------------------------
-def gpu_figures(settings: dict, model_path: str | None) -> dict:
-    import torch
-
-    if not torch.cuda.is_available():
-        return {"skipped": "no CUDA device"}
-    if not model_path:
-        return {"skipped": "no --model-path (a local Qwen2-VL-2B checkpoint)"}
-    name = torch.cuda.get_device_name()
-    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
-    out = {"device": name, "peak_bf16_flops": peak}
-    for peft in ("lora", "qlora"):
-        extra = ["model=qwen2vl", f"model.pretrained={model_path}", "trainer=gpu", f"peft={peft}"]
-        result = _in_subprocess("mmlearn", dict(settings, overrides=extra))
-        # LoRA on frozen weights: forward 2N + backward (input gradients only) 2N FLOPs per token
-        flops = 4 * _parameters(model_path) * result["tokens_per_s"]
-        out[peft] = dict(result, mfu=flops / peak if peak else None)
-    return out
-
-
 # --- driver ----------------------------------------------------------------------------------------
-SIDES = {"mmlearn": run_mmlearn, "trainer": run_trainer, "epochs": run_epochs}
+SIDES = {
+    "mmlearn": run_mmlearn, "trainer": run_trainer, "trl": run_trl, "epochs": run_epochs, "score": run_score,
+}  # fmt: skip
 
 
 def _in_subprocess(side: str, settings: dict) -> dict:
@@ -310,24 +461,32 @@ def _in_subprocess(side: str, settings: dict) -> dict:
     return json.loads(Path(result_file).read_text())
 
 
-def measure(settings: dict, *, isolate: bool = True, model_path: str | None = None) -> dict:
+def measure(settings: dict, *, isolate: bool = True) -> dict:
     run = _in_subprocess if isolate else (lambda side, s: SIDES[side](s))
-    sides = {side: run(side, settings) for side in ("mmlearn", "trainer")}
+    settings = dict(settings, save_adapters=bool(settings.get("n_test")))
+    sides = {side: run(side, settings) for side in ("mmlearn", "trainer", "trl")}
     cache = run("epochs", settings)
     data = data_figures(settings)
+    trained = [side for side, result in sides.items() if "skipped" not in result]
+    scores = run("score", dict(settings, score=trained)) if settings["save_adapters"] else None
     mm, hf = sides["mmlearn"]["samples_per_s"], sides["trainer"]["samples_per_s"]
+    trl = sides["trl"].get("samples_per_s")
     return {
         "speedup_vs_trainer": mm / hf,
+        "speedup_vs_trl": mm / trl if trl else None,
         "padding_fraction_grouped": data["padding_fraction_grouped"],
         "padding_fraction_ungrouped": data["padding_fraction_ungrouped"],
         "loader_headroom": data["loader_samples_per_s"] / mm,
         "mmlearn_samples_per_s": mm,
         "trainer_samples_per_s": hf,
+        "trl_samples_per_s": trl,
+        "trl": {k: v for k, v in sides["trl"].items() if k != "shapes"},
         "loader_samples_per_s": data["loader_samples_per_s"],
         "mmlearn_tokens_per_s": sides["mmlearn"]["tokens_per_s"],
         "vision_cache_speedup": cache["samples_per_s_on"] / cache["samples_per_s_off"],
         "vision_cache": cache,
-        "gpu": gpu_figures(settings, model_path),
+        "test_scores": scores,  # each side's adapter, scored by mmlearn.evaluation.run_split
+        "gpu": {"skipped": "the GPU figures come from benchmarks/gpu_bench.py"},
         "settings": {k: v for k, v in settings.items() if k != "workdir"},
         "device": _device(),
         "versions": _versions(),
@@ -354,7 +513,17 @@ def _versions() -> dict:
         "transformers": transformers.__version__,
         "lightning": lightning.__version__,
         "peft": peft.__version__,
+        "trl": _version("trl"),
     }
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def main() -> None:
@@ -371,8 +540,10 @@ def main() -> None:
         "--cache-rounds", type=int, default=4, help="epoch pairs, cache on/off (vision cache)"
     )
     parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument(
+        "--n-test", type=int, default=64, help="test samples scoring each side's adapter (0: no scoring)"
+    )
     parser.add_argument("--workdir", default=None)
-    parser.add_argument("--model-path", default=None)
     parser.add_argument("--side", choices=sorted(SIDES), help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -383,26 +554,17 @@ def main() -> None:
         return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="mmlearn-bench-"))
-    model_dir, data_dir = build_inputs(workdir, args.n_train)
+    model_dir, data_dir = build_inputs(workdir, args.n_train, n_test=args.n_test)
     settings = {
         "workdir": str(workdir), "model_dir": str(model_dir), "data_dir": str(data_dir), "steps": args.steps,
         "warmup": args.warmup, "batch_size": args.batch_size, "num_workers": args.num_workers,
         "n_train": args.n_train, "cache_n_train": min(args.cache_n_train, args.n_train),
-        "cache_rounds": args.cache_rounds,
+        "cache_rounds": args.cache_rounds, "n_test": args.n_test,
     }  # fmt: skip
-    result = measure(settings, model_path=args.model_path)
+    result = measure(settings)
     for key, value in result.items():
         print(f"{key}: {value}")
     Path(args.out).write_text(json.dumps(result, indent=2))
-
-
-def _parameters(model_path: str) -> int:
-    import torch
-    from transformers import AutoConfig, AutoModelForImageTextToText
-
-    config = AutoConfig.from_pretrained(model_path)
-    with torch.device("meta"):
-        return sum(p.numel() for p in AutoModelForImageTextToText.from_config(config).parameters())
 
 
 if __name__ == "__main__":

@@ -2,7 +2,12 @@
 processor, generation config; no weights): the real config shrunk in depth and width, with the real
 vocabulary, special-token ids, image-token id and vision patch/merge sizes kept. Tests load them
 through `from_pretrained` like a checkpoint and compare mmlearn's prompts, labels, image-token counts
-and stop tokens with what the real files give."""
+and stop tokens with what the real files give.
+
+`build_real_size` keeps the released config whole (same layers, widths and vision tower, so the same
+FLOPs and memory as the checkpoint, e.g. Qwen2-VL-2B's 2.2B parameters): the GPU benchmark trains it.
+Its `shrink` argument gives a CPU smoke run the shrunk config instead, through the same files and
+loading path."""
 
 from __future__ import annotations
 
@@ -93,6 +98,43 @@ def shrunk_config(source: Path, *, hidden_size: int, num_layers: int, num_heads:
     return AutoConfig.for_model(values.pop("model_type"), **values)
 
 
+def real_size_config(source: Path):
+    """The released config.json as it is, less its quantisation entry (the Qwen2-VL export is AWQ;
+    random weights are not)."""
+    raw = json.loads((Path(source) / "config.json").read_text())
+    raw.pop("quantization_config", None)
+    return AutoConfig.for_model(raw.pop("model_type"), **raw)
+
+
+def _save_with_processor_files(model, source: Path, output_dir: Path) -> Path:
+    model.save_pretrained(output_dir)
+    for name in PROCESSOR_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, output_dir / name)  # the real generation_config too
+    return output_dir
+
+
+def build_real_size(
+    source: str | Path,
+    output_dir: str | Path,
+    *,
+    seed: int,
+    dtype: str = "bfloat16",
+    device: str = "cpu",
+    shrink: dict | None = None,
+) -> Path:
+    """Random weights at the released size (`shrink=None`), or at `shrunk_config(**shrink)` for a
+    smoke run, saved in `dtype` with the real processor files. Built on `device` (a 2B model
+    initialises in seconds on a GPU, about a minute on CPU). No output-head scaling: throughput and
+    memory do not depend on it."""
+    source, output_dir = Path(source), Path(output_dir)
+    config = shrunk_config(source, **shrink) if shrink else real_size_config(source)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = AutoModelForImageTextToText.from_config(config, dtype=getattr(torch, dtype))
+    return _save_with_processor_files(model, source, output_dir)
+
+
 def build_real(
     source: str | Path,
     output_dir: str | Path,
@@ -109,8 +151,4 @@ def build_real(
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
     scale_output_head(model, output_logit_scale)
-    model.save_pretrained(output_dir)
-    for name in PROCESSOR_FILES:
-        if (source / name).is_file():
-            shutil.copyfile(source / name, output_dir / name)  # the real generation_config too
-    return output_dir
+    return _save_with_processor_files(model, source, output_dir)
