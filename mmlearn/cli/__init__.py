@@ -24,6 +24,7 @@ COMMANDS: dict[str, Command] = {
     "export": Command("mmlearn.cli.export", "export a run: its adapter, or a merged model"),
     "serve": Command("mmlearn.cli.serve", "serve a run over HTTP (classify, OpenAI chat, a web page)"),
     "predict": Command("mmlearn.cli.predict", "answers for new rows or images from a run"),
+    "caption": Command("mmlearn.cli.caption", "caption every image of a dataset into a captions CSV"),
 }
 
 
