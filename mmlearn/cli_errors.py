@@ -70,8 +70,15 @@ def _compose(config_name: str, overrides: list[str]) -> DictConfig:
         return compose(config_name, overrides=overrides)
 
 
+# keys that moved to another home: old name -> new name (a user's muscle memory, or an old script)
+MOVED = {"extra_new_tokens": "decoding.extra_new_tokens"}
+
+
 def _key_hint(cfg: DictConfig, key: str) -> str | None:
-    """For a key the config lacks: the deepest part that exists and what its next part may have meant."""
+    """For a key the config lacks: where it moved, or the deepest part that exists and what its next
+    part may have meant."""
+    if key in MOVED:
+        return f"{key} moved: it is {MOVED[key]} now"
     parts = key.split(".")
     node = cfg
     for depth, part in enumerate(parts):

@@ -25,6 +25,7 @@ def test_closest_takes_initials_and_spellings():
         ("optimizer.learning_rate=1e-3", "Could not override 'optimizer.learning_rate'", "did you mean optimizer.lr?"),
         ("model=qwen2-vl", "Could not find 'model/qwen2-vl'", "did you mean model=qwen2vl"),
         ("data.lables=[a]", "Could not override 'data.lables'", "did you mean data.labels?"),
+        ("extra_new_tokens=8", "Could not override 'extra_new_tokens'", "extra_new_tokens moved: it is decoding.extra_new_tokens now"),
     ],
 )  # fmt: skip
 def test_an_unknown_key_or_option_names_what_was_meant(tmp_path, override, hydra_says, we_say):
