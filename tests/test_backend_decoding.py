@@ -78,16 +78,20 @@ def test_constrained_is_openai_structured_output(tmp_path):
     assert decoded[0].reply == json.dumps({"answer": '["red"]'})  # kept for the predictions
 
 
-def test_constrained_is_vllm_guided_choice(tmp_path):
+@pytest.mark.parametrize(
+    ("dialect", "field", "payload"),
+    [("vllm", "structured_outputs", {"choice": ["yes", "no"]}), ("guided", "guided_choice", ["yes", "no"])],
+)
+def test_constrained_is_vllm_structured_outputs(tmp_path, dialect, field, payload):
     from mmlearn.decoding import ConstrainedDecoder
     from mmlearn.tasks import MultiClassTask
 
     task = MultiClassTask(["yes", "no"], "Yes or no?")
     with ChatServer(lambda m, b: ("no", {})) as server:
         backend = _backend(tmp_path, ConstrainedDecoder(max_candidates=16), base_url=server.url)
-        backend = replace(backend, structured_output="guided")
+        backend = replace(backend, structured_output=dialect)
         decoded = backend.decode(_context(task), _batch(2, ("no",)))
-    assert server.bodies[0]["guided_choice"] == ["yes", "no"] and "response_format" not in server.bodies[0]
+    assert server.bodies[0][field] == payload and "response_format" not in server.bodies[0]
     assert all(d.parsed.ok and d.output == "no" for d in decoded)
 
 

@@ -28,7 +28,7 @@ from mmlearn.decoding.base import Decoded, Decoder, require_closed_answers
 
 log = logging.getLogger(__name__)
 
-STRUCTURED = ("openai", "guided", "none")
+STRUCTURED = ("openai", "vllm", "guided", "none")
 SUPPORTED = ("generate", "constrained")
 
 
@@ -66,7 +66,7 @@ class OpenAIBackend(Decoder):
     backoff_s: float
     temperature: float
     max_tokens: int | None  # null: the task's longest answer + end token (+ extra_new_tokens), as local
-    structured_output: str  # openai (response_format json_schema) | guided (vLLM guided_choice) | none
+    structured_output: str  # openai (response_format) | vllm (structured_outputs) | guided (old vLLM) | none
     prices: dict | None  # USD per 1M tokens: {input: ..., output: ...}
     max_cost_usd: float | None
     cache_dir: str
@@ -136,7 +136,9 @@ class OpenAIBackend(Decoder):
         if self.decoding.name != "constrained" or self.structured_output == "none":
             return params
         answers = context.memo("endpoint_answers", lambda: self.answers(context))
-        if self.structured_output == "guided":
+        if self.structured_output == "vllm":
+            return {**params, "structured_outputs": {"choice": answers}}
+        if self.structured_output == "guided":  # vLLM before `structured_outputs`; later ones ignore it
             return {**params, "guided_choice": answers}
         schema = {
             "type": "object",
