@@ -142,7 +142,7 @@ def _run(args: list[str], cwd: Path, env: dict, timeout: int = 300) -> subproces
 
 
 def _build_wheel(tmp: Path) -> Path:
-    pytest.importorskip("setuptools", minversion="70.1")  # builds offline (--no-build-isolation)
+    pytest.importorskip("setuptools", minversion="77")  # builds offline (--no-build-isolation)
     source = tmp / "source"
     source.mkdir()
     for name in WHEEL_SOURCES:
@@ -198,6 +198,12 @@ def test_the_wheel_ships_the_configs_and_the_command(installed):
     shipped = {p.relative_to(CONF).as_posix() for p in CONF.rglob("*.yaml")}
     assert {f"mmlearn/conf/{p}" for p in shipped} <= names
     assert "mmlearn/conf/__init__.py" in names
+    code = {
+        p.relative_to(REPO).as_posix()
+        for p in (REPO / "mmlearn").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert not code - names, f"the wheel lacks {sorted(code - names)}"
     assert not any(n.startswith(("tests/", "conf/", "benchmarks/", "sweep/")) for n in names)
     where = _run([str(venv / "bin" / "python"), "-c", "import mmlearn; print(mmlearn.__file__); print(mmlearn.conf_dir())"],
                  venv, _user_env(venv)).stdout.split()  # fmt: skip
@@ -209,8 +215,9 @@ def test_the_wheel_ships_the_configs_and_the_command(installed):
 
 @pytest.mark.slow
 def test_the_command_trains_evaluates_and_composes_from_an_empty_directory(installed, tmp_path):
-    _, venv, _ = installed
+    _, venv, package = installed
     env, mmlearn = _user_env(venv), str(venv / "bin" / "mmlearn")
+    shipped = _files(package)  # read-only above, but root may write anyway: nothing may appear there
     out = _run([mmlearn, "train", "--help"], tmp_path, env, timeout=120).stdout
     assert (
         out.startswith("mmlearn train.py: LoRA / QLoRA fine-tuning")
@@ -239,3 +246,8 @@ def test_the_command_trains_evaluates_and_composes_from_an_empty_directory(insta
         == yaml.safe_load((CONF / "model" / "qwen2vl.yaml").read_text())["pretrained"]
     )
     assert cfg["peft"]["quantization"]["load_in_4bit"] is True
+    assert _files(package) == shipped
+
+
+def _files(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if "__pycache__" not in p.parts}
