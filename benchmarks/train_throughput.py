@@ -11,7 +11,9 @@ the other, so none inherits another's warmed caches, threads or memory; inside a
 side with the seeds' settings (random batches, mmlearn's collator); TRL with its own vision collator
 on prompt-completion rows, the prompt masked.
 
-Figures: `speedup_vs_trainer` and `speedup_vs_trl` (mmlearn samples/s over theirs),
+Figures: `speedup_vs_trainer` and `speedup_vs_trl` (mmlearn samples/s over theirs; with `--rounds N`
+the sides run in N interleaved rounds and each ratio is the median of the rounds' ratios; `_per_cpu_s`:
+the same over each process's CPU seconds, which a loaded machine disturbs less),
 `padding_fraction_grouped` and `_ungrouped` (share of computed token positions that are padding, from
 real collated batches), `loader_headroom` (data-loader samples/s over mmlearn training samples/s),
 `vision_cache_speedup` (training samples/s of an epoch after the first with `model.vision_cache` on,
@@ -337,10 +339,17 @@ def batch_shape(inputs: dict) -> dict:
     }
 
 
-def _timed(seconds: float, steps: int, batch_size: int, shapes: list[dict]) -> dict:
+def _now() -> tuple[float, float]:
+    """Wall-clock and this process's CPU seconds (a loaded machine slows the first, not the second)."""
+    return time.perf_counter(), time.process_time()
+
+
+def _timed(start: tuple, end: tuple, steps: int, batch_size: int, shapes: list[dict]) -> dict:
+    seconds, cpu_seconds = end[0] - start[0], end[1] - start[1]
     tokens = sum(sum(shape["lengths"]) for shape in shapes)
     return {
         "samples_per_s": steps * batch_size / seconds,
+        "samples_per_cpu_s": steps * batch_size / cpu_seconds,
         "tokens_per_s": tokens / seconds,
         "timed_steps": steps,
         "seconds": seconds,
@@ -358,7 +367,7 @@ class _StepClock:
 
         class Clock(TrainerCallback):
             def __init__(self) -> None:
-                self.times: list[float] = []
+                self.times: list[tuple[float, float]] = []
                 self.shapes: list[dict] = []
                 self.hook = model.register_forward_pre_hook(self.record, with_kwargs=True)
 
@@ -367,16 +376,16 @@ class _StepClock:
                     self.shapes.append(batch_shape(kwargs))
 
             def on_step_begin(self, args, state, control, **kwargs):
-                self.times.append(time.perf_counter())
+                self.times.append(_now())
 
             def on_step_end(self, args, state, control, **kwargs):
-                self.times.append(time.perf_counter())
+                self.times.append(_now())
 
             def result(self, batch_size: int) -> dict:
                 self.hook.remove()
                 start, end = self.times[2 * warmup], self.times[-1]
                 steps = len(self.times) // 2 - warmup
-                return _timed(end - start, steps, batch_size, self.shapes[warmup : warmup + steps])
+                return _timed(start, end, steps, batch_size, self.shapes[warmup : warmup + steps])
 
         return Clock()
 
@@ -401,16 +410,16 @@ class _LightningClock:
 
             def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
                 if batch_idx == warmup:
-                    self.start = time.perf_counter()
+                    self.start = _now()
 
             def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-                self.end = time.perf_counter()
+                self.end = _now()
                 self.steps = batch_idx + 1 - warmup
                 if batch_idx >= warmup:
                     self.shapes.append(batch_shape(batch["inputs"]))
 
             def result(self, batch_size: int) -> dict:
-                timed = _timed(self.end - self.start, self.steps, batch_size, self.shapes)
+                timed = _timed(self.start, self.end, self.steps, batch_size, self.shapes)
                 return dict(timed, memory_estimate_bytes=self.estimate)
 
         return Clock()
@@ -461,31 +470,63 @@ def _in_subprocess(side: str, settings: dict) -> dict:
     return json.loads(Path(result_file).read_text())
 
 
+TIMED = ("mmlearn", "trainer", "trl")
+
+
+def interleaved(run, settings: dict) -> dict[str, list[dict]]:
+    """`rounds` rounds of every timed side in turn, so a slow phase of a shared machine hits all of
+    them; a skipped side (TRL not installed) is tried once."""
+    runs: dict[str, list[dict]] = {side: [] for side in TIMED}
+    for _ in range(settings.get("rounds", 1)):
+        for side in TIMED:
+            if not (runs[side] and "skipped" in runs[side][0]):
+                runs[side].append(run(side, settings))
+    return runs
+
+
+def _median_ratio(runs: dict, other: str, key: str) -> float | None:
+    """mmlearn's figure over the other side's, per round, the median over rounds."""
+    import statistics
+
+    pairs = zip(runs["mmlearn"], runs[other], strict=False)
+    ratios = [mm[key] / theirs[key] for mm, theirs in pairs if "skipped" not in theirs]
+    return statistics.median(ratios) if ratios else None
+
+
+def _median(rows: list[dict], key: str) -> float | None:
+    import statistics
+
+    values = [row[key] for row in rows if "skipped" not in row]
+    return statistics.median(values) if values else None
+
+
 def measure(settings: dict, *, isolate: bool = True) -> dict:
     run = _in_subprocess if isolate else (lambda side, s: SIDES[side](s))
     settings = dict(settings, save_adapters=bool(settings.get("n_test")))
-    sides = {side: run(side, settings) for side in ("mmlearn", "trainer", "trl")}
+    runs = interleaved(run, settings)
     cache = run("epochs", settings)
     data = data_figures(settings)
-    trained = [side for side, result in sides.items() if "skipped" not in result]
+    trained = [side for side in TIMED if "skipped" not in runs[side][-1]]
     scores = run("score", dict(settings, score=trained)) if settings["save_adapters"] else None
-    mm, hf = sides["mmlearn"]["samples_per_s"], sides["trainer"]["samples_per_s"]
-    trl = sides["trl"].get("samples_per_s")
+    mm = _median(runs["mmlearn"], "samples_per_s")
     return {
-        "speedup_vs_trainer": mm / hf,
-        "speedup_vs_trl": mm / trl if trl else None,
+        "speedup_vs_trainer": _median_ratio(runs, "trainer", "samples_per_s"),
+        "speedup_vs_trl": _median_ratio(runs, "trl", "samples_per_s"),
+        "speedup_vs_trainer_per_cpu_s": _median_ratio(runs, "trainer", "samples_per_cpu_s"),
+        "speedup_vs_trl_per_cpu_s": _median_ratio(runs, "trl", "samples_per_cpu_s"),
         "padding_fraction_grouped": data["padding_fraction_grouped"],
         "padding_fraction_ungrouped": data["padding_fraction_ungrouped"],
         "loader_headroom": data["loader_samples_per_s"] / mm,
         "mmlearn_samples_per_s": mm,
-        "trainer_samples_per_s": hf,
-        "trl_samples_per_s": trl,
-        "trl": {k: v for k, v in sides["trl"].items() if k != "shapes"},
+        "trainer_samples_per_s": _median(runs["trainer"], "samples_per_s"),
+        "trl_samples_per_s": _median(runs["trl"], "samples_per_s"),
+        "samples_per_s_runs": {side: [r.get("samples_per_s") for r in rows] for side, rows in runs.items()},
+        "trl": {k: v for k, v in runs["trl"][-1].items() if k != "shapes"},
         "loader_samples_per_s": data["loader_samples_per_s"],
-        "mmlearn_tokens_per_s": sides["mmlearn"]["tokens_per_s"],
+        "mmlearn_tokens_per_s": _median(runs["mmlearn"], "tokens_per_s"),
         "vision_cache_speedup": cache["samples_per_s_on"] / cache["samples_per_s_off"],
         "vision_cache": cache,
-        "test_scores": scores,  # each side's adapter, scored by mmlearn.evaluation.run_split
+        "test_scores": scores,  # each side's adapter (the last round's), scored by mmlearn.evaluation.run_split
         "gpu": {"skipped": "the GPU figures come from benchmarks/gpu_bench.py"},
         "settings": {k: v for k, v in settings.items() if k != "workdir"},
         "device": _device(),
@@ -541,6 +582,9 @@ def main() -> None:
     )
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument(
+        "--rounds", type=int, default=1, help="interleaved rounds of the timed sides; ratios are medians"
+    )
+    parser.add_argument(
         "--n-test", type=int, default=64, help="test samples scoring each side's adapter (0: no scoring)"
     )
     parser.add_argument("--workdir", default=None)
@@ -559,7 +603,7 @@ def main() -> None:
         "workdir": str(workdir), "model_dir": str(model_dir), "data_dir": str(data_dir), "steps": args.steps,
         "warmup": args.warmup, "batch_size": args.batch_size, "num_workers": args.num_workers,
         "n_train": args.n_train, "cache_n_train": min(args.cache_n_train, args.n_train),
-        "cache_rounds": args.cache_rounds, "n_test": args.n_test,
+        "cache_rounds": args.cache_rounds, "n_test": args.n_test, "rounds": args.rounds,
     }  # fmt: skip
     result = measure(settings)
     for key, value in result.items():

@@ -118,6 +118,23 @@ def test_trl_side_names_the_extra_when_trl_is_missing(monkeypatch):
     assert result == {"skipped": "trl is not installed: pip install -e '.[bench]' (the bench extra)"}
 
 
+def test_sides_run_in_interleaved_rounds_and_ratios_are_medians():
+    bench = _script("train_throughput")
+    speeds = {"mmlearn": iter([10, 12, 30]), "trainer": iter([5, 12, 10]), "trl": iter([])}
+    order = []
+
+    def run(side, settings):
+        order.append(side)
+        if side == "trl":
+            return {"skipped": "no trl"}
+        return {"samples_per_s": next(speeds[side])}
+
+    runs = bench.interleaved(run, {"rounds": 3})
+    assert order == ["mmlearn", "trainer", "trl", "mmlearn", "trainer", "mmlearn", "trainer"]
+    assert bench._median_ratio(runs, "trainer", "samples_per_s") == 2.0  # of 2, 1, 3
+    assert bench._median_ratio(runs, "trl", "samples_per_s") is None
+
+
 @pytest.mark.slow
 def test_trl_side_is_timed_and_every_adapter_scored(tmp_path, tiny_qwen2vl):
     pytest.importorskip("trl")
@@ -130,6 +147,7 @@ def test_trl_side_is_timed_and_every_adapter_scored(tmp_path, tiny_qwen2vl):
     }  # fmt: skip
     result = bench.measure(settings, isolate=False)
     assert math.isfinite(result["speedup_vs_trl"]) and result["speedup_vs_trl"] > 0
+    assert result["speedup_vs_trl_per_cpu_s"] > 0 and result["speedup_vs_trainer_per_cpu_s"] > 0
     assert result["trl"]["timed_steps"] == 2 and result["versions"]["trl"]
     assert set(result["test_scores"]) == {"mmlearn", "trainer", "trl"}
     for scores in result["test_scores"].values():
