@@ -135,3 +135,21 @@ def test_retry_after_reads_seconds_and_dates():
     assert retry_after(httpx.Response(429)) is None
     later = email.utils.formatdate(time.time() + 30, usegmt=True)
     assert 25 < retry_after(httpx.Response(429, headers={"Retry-After": later})) <= 30
+
+
+def test_item_messages_send_the_sample_bare():
+    """backend.messages=item (a server that applies the run's prompt, serve.py): the sample's own text
+    and image in one user message; in-context examples are refused by name."""
+    from mmlearn.backends.messages import item_messages
+
+    image = Image.new("RGB", (2, 2))
+    batch = {
+        "samples": [SimpleNamespace(id="a", text="help!", choices=())],
+        "images": [[image]],
+        "shots": None,
+    }
+    (conversation,) = item_messages(batch)
+    assert [p["type"] for p in conversation[0]["content"]] == ["image_url", "text"]
+    assert conversation[0]["content"][1]["text"] == "help!" and len(conversation) == 1
+    with pytest.raises(ValueError, match=r"in-context examples need backend\.messages=prompt"):
+        item_messages({**batch, "shots": [[("q", [], "a")]]})

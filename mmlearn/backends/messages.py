@@ -38,6 +38,23 @@ def batch_messages(context, batch: dict) -> list[list[dict]]:
     ]
 
 
+def item_messages(batch: dict) -> list[list[dict]]:
+    """Every sample as one user message holding only its own text and image, for a server that applies
+    the run's prompt itself (mmlearn's serve.py): the instruction and in-context turns are not sent."""
+    if batch.get("shots"):
+        raise ValueError(
+            "backend.messages=item sends each sample bare: in-context examples need backend.messages=prompt"
+        )
+    conversations = []
+    for sample, images in zip(batch["samples"], batch["images"], strict=True):
+        if getattr(sample, "choices", None):
+            raise ValueError(f"backend.messages=item cannot send the answer options of sample {sample.id}")
+        text = [{"type": "text", "text": sample.text}] if sample.text else []
+        parts = [{"type": "image_url", "image_url": {"url": data_uri(image)}} for image in images]
+        conversations.append([{"role": "user", "content": [*parts, *text]}])
+    return conversations
+
+
 def text_size(messages: list[dict]) -> tuple[int, int]:
     """Characters of text and number of images in a conversation (for the cost estimate)."""
     chars = images = 0

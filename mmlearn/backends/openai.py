@@ -22,13 +22,14 @@ import httpx
 
 from mmlearn.backends.cache import ResponseCache, request_key
 from mmlearn.backends.http import RetryPolicy, post_chat
-from mmlearn.backends.messages import batch_messages, text_size
+from mmlearn.backends.messages import batch_messages, item_messages, text_size
 from mmlearn.backends.usage import BudgetExceeded, Usage
 from mmlearn.decoding.base import Decoded, Decoder, require_closed_answers
 
 log = logging.getLogger(__name__)
 
 STRUCTURED = ("openai", "vllm", "guided", "none")
+MESSAGES = ("prompt", "item")
 SUPPORTED = ("generate", "constrained")
 
 
@@ -70,6 +71,7 @@ class OpenAIBackend(Decoder):
     prices: dict | None  # USD per 1M tokens: {input: ..., output: ...}
     max_cost_usd: float | None
     cache_dir: str
+    messages: str = "prompt"  # prompt: the local prompt as chat turns | item: the sample bare (serve.py)
     decoding: Decoder | None = None
     image_tokens: ClassVar[int] = 765  # input tokens estimated per image (OpenAI's high-detail 1024px tile)
 
@@ -80,6 +82,8 @@ class OpenAIBackend(Decoder):
             raise ValueError(
                 f"backend.structured_output must be one of {STRUCTURED}, got {self.structured_output!r}"
             )
+        if self.messages not in MESSAGES:
+            raise ValueError(f"backend.messages must be one of {MESSAGES}, got {self.messages!r}")
         if self.max_cost_usd is not None and not self.prices:
             raise ValueError("backend.max_cost_usd needs backend.prices (USD per 1M input and output tokens)")
         if self.decoding is None:
@@ -168,11 +172,10 @@ class OpenAIBackend(Decoder):
 
     def decode(self, context, batch: dict) -> list[Decoded]:
         usage, cache, params = self.session(context), ResponseCache(self.cache_dir), self.params(context)
+        conversations = batch_messages(context, batch) if self.messages == "prompt" else item_messages(batch)
         requests = [
             Request(i, str(sample.id), request_key(self.base_url, self.model, m, params), m)
-            for i, (sample, m) in enumerate(
-                zip(batch["samples"], batch_messages(context, batch), strict=True)
-            )
+            for i, (sample, m) in enumerate(zip(batch["samples"], conversations, strict=True))
         ]
         answers = {r.index: cache.get(r.key) for r in requests}
         for answer in answers.values():
