@@ -20,7 +20,13 @@ def build_datamodule(cfg: DictConfig, *, read_splits: bool = True):
 
 
 def build_module(cfg: DictConfig, task, *, adapter_dir=None, spec=None, decoder=None) -> VLMFineTuner:
+    from mmlearn.heads import build_head_module, head_kind  # heads build on VLMFineTuner
+    from mmlearn.heads.building import GENERATE, refuse_generation
+
     spec = spec if spec is not None else instantiate(cfg.model, _convert_="all")
+    if head_kind(cfg) != GENERATE:  # head=linear|nli: answers read from logits
+        return build_head_module(cfg, task, adapter_dir=adapter_dir, spec=spec)
+    refuse_generation(spec)
     return VLMFineTuner(
         spec=spec,
         task=task,

@@ -57,6 +57,8 @@ def decoding(decoding_cfg: DictConfig, module) -> dict:
     """The greedy `generate` call behind mmlearn's `decoding=generate` answers; for another decoder, the
     plain greedy call with the longest answer's budget (it does not reproduce that decoder's answers)."""
     decoder, context = module.decoder, module.decoding_context
+    if callable(getattr(decoder, "describe", None)):  # a decoder that does not generate (a head)
+        return decoder.describe()
     if isinstance(decoder, GenerateDecoder):
         kwargs = decoder.generate_kwargs(context)
     else:

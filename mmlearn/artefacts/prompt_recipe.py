@@ -36,6 +36,8 @@ def user_prompt(task, uses_text: bool) -> str:
 
 def _rendering(prompt_format, processor, prompt: str, n_images: int) -> dict:
     """The text (or IDEFICS segment list) handed to the processor for one prompt with `n_images`."""
+    if callable(getattr(prompt_format, "recipe", None)):  # a format that records itself (text encoders)
+        return {"template": prompt_format.recipe(processor, prompt)["template"]}
     if isinstance(prompt_format, ChatTemplatePrompt):
         return {"template": prompt_format.render(processor, prompt, n_images)}
     if isinstance(prompt_format, PaliGemmaPrompt):
@@ -48,6 +50,8 @@ def _rendering(prompt_format, processor, prompt: str, n_images: int) -> dict:
 def processor_call(prompt_format, uses_image: bool) -> dict:
     """How images are passed, which extra arguments the processor takes besides left padding, and which
     of its outputs are not model inputs."""
+    if callable(getattr(prompt_format, "recipe", None)):
+        return prompt_format.recipe(None, "")["processor_call"]
     if isinstance(prompt_format, IdeficsPrompt):
         images, kwargs = "interleaved", {"add_end_of_utterance_token": False}
     elif isinstance(prompt_format, ChatTemplatePrompt):

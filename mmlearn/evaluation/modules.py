@@ -29,9 +29,16 @@ def build_run_module(run_dir: Path, run_cfg: DictConfig, task, decoder) -> VLMFi
 
 def build_base_module(cfg: DictConfig, task, decoder) -> VLMFineTuner:
     """The base checkpoint as released: no adapter, nothing trainable; loaded in 4 bit with peft=qlora
-    (the base a QLoRA run trains on)."""
+    (the base a QLoRA run trains on). `head=nli`: the NLI checkpoint as released."""
+    from mmlearn.heads import build_head_module, head_kind
+    from mmlearn.heads.building import GENERATE, refuse_generation
+
+    spec = instantiate(cfg.model, _convert_="all")
+    if head_kind(cfg) != GENERATE:
+        return build_head_module(cfg, task, spec=spec, zero_shot=True)
+    refuse_generation(spec)
     return VLMFineTuner(
-        spec=instantiate(cfg.model, _convert_="all"),
+        spec=spec,
         task=task,
         adapter=None,
         quantization=instantiate(cfg.peft.quantization, _convert_="all"),
