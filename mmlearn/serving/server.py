@@ -100,6 +100,7 @@ def build_server(cfg: DictConfig, overrides: Sequence[str]):
         timeout=settings.request_timeout,
         track_requests=True,  # counts in-flight requests: what SIGTERM waits for
         model_metadata={"run_dir": cfg.run_dir},
+        disable_openapi_url=True,  # its /docs would describe raw Request bodies, and open without the key
     )
     add_page(server.app)
     server.app.add_exception_handler(StarletteHTTPException, _json_error)
