@@ -158,3 +158,40 @@ def test_compare_reports_an_api_mode_beside_a_local_mode(run, served, tmp_path, 
     values = {(r["mode"], r["metric"]): r["value"] for r in table}
     assert {mode for mode, _ in values} == {"fine_tuned", "endpoint"}
     assert all(values[("endpoint", k)] == v for (mode, k), v in values.items() if mode == "fine_tuned")
+
+
+def test_serve_py_gives_the_local_predictions(run, evaluations, tmp_path):
+    """Against mmlearn's own serve.py holding the run (float64): `backend.messages=item` sends each
+    sample bare, the server applies the run's prompt and decoder, and the predictions and metrics are
+    those of `evaluate.py run_dir=<run>`."""
+    pytest.importorskip("litserve")
+    import urllib.request
+
+    from mmlearn.serving.local import LocalServer
+
+    tmp, _, _ = evaluations
+    local = LocalServer([f"run_dir={run}", "model.torch_dtype=float64"], tmp_path / "serve.log")
+    try:
+        server = local.wait_ready()
+        with urllib.request.urlopen(f"{server.url}/v1/models") as response:
+            (served,) = json.loads(response.read())["data"]
+        run_script(
+            "evaluate.py",
+            f"run_dir={run}",
+            "backend=openai",
+            f"backend.base_url={server.url}/v1",
+            f"backend.model={served['id']}",
+            "backend.api_key_env=null",
+            "backend.messages=item",
+            f"backend.cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={tmp_path / 'served'}",
+        )
+    finally:
+        local.stop()
+    local_rows, served_rows = _rows(tmp / "local"), _rows(tmp_path / "served")
+    assert [{k: r.get(k) for k in FIELDS} for r in served_rows] == [
+        {k: r.get(k) for k in FIELDS} for r in local_rows
+    ]
+    assert split_metrics(tmp_path / "served" / "metrics.json") == split_metrics(
+        tmp / "local" / "metrics.json"
+    )
