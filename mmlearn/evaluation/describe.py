@@ -17,7 +17,7 @@ def describe(config, datamodule, decoder_name, shots, rows, seconds, thresholds)
     return {
         "mode": mode_name(config.run_dir, shots),
         "run_dir": config.run_dir,
-        "model": OmegaConf.select(config, "backend.model") or config.model.name,  # backend=openai: the endpoint's
+        "model": OmegaConf.select(config, "backend.model") or config.model.name,  # an endpoint's own
         "endpoint": OmegaConf.select(config, "backend.base_url"),
         "data": config.data.name,
         "split": config.split,
