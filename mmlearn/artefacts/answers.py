@@ -28,6 +28,12 @@ _FORMATS = {
         "one caption",
         "the first non-empty line, whitespace collapsed and surrounding quotes removed",
     ),
+    "generation": (
+        "free_text",
+        "the reply, as the training conversations answer",
+        "the whole reply, whitespace collapsed; with data.parser=answer_is the letter of the last "
+        '"The answer is X" (none is a parse failure)',
+    ),
 }
 
 

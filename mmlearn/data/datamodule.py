@@ -200,17 +200,20 @@ class VLMDataModule(L.LightningDataModule):
     def skipped(self) -> list[dict]:
         return [dict(item, split=split) for split, report in self.reports.items() for item in report.skipped]
 
+    def collator(self, split: str, train: bool):
+        """The batches of a split; a dataset whose samples encode differently (conversations) overrides it."""
+        if train:
+            return TrainCollator(self.processor, self.prompt_format, self.task, inputs=self.inputs)
+        return PromptCollator(
+            self.processor, self.prompt_format, self.task, shots=self.shots, inputs=self.inputs
+        )
+
     def _loader(self, split: str, train: bool) -> ResumableDataLoader:
         if self.processor is None:
             raise RuntimeError("call datamodule.connect(processor, prompt_format) before loading batches")
         if split not in self.splits:
             raise ValueError(f"dataset {self.name!r} has no {split} split")
-        if train:
-            collator = TrainCollator(self.processor, self.prompt_format, self.task, inputs=self.inputs)
-        else:
-            collator = PromptCollator(
-                self.processor, self.prompt_format, self.task, shots=self.shots, inputs=self.inputs
-            )
+        collator = self.collator(split, train)
         collator.split = split
         dataset = SampleDataset(self.splits[split])
         if not train:

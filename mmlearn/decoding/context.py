@@ -43,7 +43,11 @@ class DecodingContext:
 
     @property
     def answer_budget(self) -> int:
-        """Tokens of the task's longest valid answer, its end token included, as training encodes it."""
+        """Tokens of the task's longest valid answer, its end token included, as training encodes it;
+        a task of free-form answers (task=generation) has no longest answer and sets its own budget."""
+        fixed = getattr(self.task, "max_new_tokens", None)
+        if fixed is not None:
+            return fixed
         return self.memo(
             "answer_budget",
             lambda: len(self.prompt.answer_ids(self.tokenizer, self.task.longest_answer())),

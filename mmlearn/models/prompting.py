@@ -141,3 +141,160 @@ def append_answers(prompts, answer_ids: list[list[int]], pad_token_id: int) -> d
             tensor[i, n_prompt : len(row)] = prompt_values[-1]
     batch.update(extra, input_ids=input_ids, attention_mask=attention, labels=labels)
     return batch
+
+
+# --- conversations (data=conversations): several turns, images where their slots are -------------------
+Conversation = Sequence[tuple[str, Sequence[str | None]]]  # (role, parts); a None part is an image slot
+TRAIN_ON = ("all", "last")
+
+
+def _message(role: str, parts) -> dict:
+    return {"role": role, "content": [{"type": "image"} if p is None else _text(p) for p in parts]}
+
+
+def _reply_text(message: dict) -> str:
+    return "\n".join(item["text"] for item in message["content"] if item["type"] == "text")
+
+
+def conversation_messages(prompt_format, turns: Conversation) -> list[dict]:
+    """The chat-template messages of a conversation; the family's configured system prompt opens it
+    unless the conversation has its own system turn."""
+    messages = [_message(role, parts) for role, parts in turns]
+    if prompt_format.system and (not turns or turns[0][0] != "system"):
+        messages.insert(0, {"role": "system", "content": [_text(prompt_format.system)]})
+    return messages
+
+
+def conversation_pieces(prompt_format, processor, messages: list[dict]) -> list[tuple[str, str, int]]:
+    """The conversation as the chat template renders it, cut into ("context", text, images) and
+    ("reply", text, 0) pieces. Each context ends with the template's generation prompt, so every reply
+    follows exactly the prompt a single-turn sample gets; a reply is trained as that family's answer
+    (reply + end token, `answer_ids`), and the template's own end-of-turn text is not repeated after it.
+    A template that renders earlier turns differently once later ones follow cannot be cut: refused."""
+    eos = getattr(processor, "tokenizer", processor).eos_token or ""
+    pieces, done, start_message = [], "", 0
+    for k in [i for i, m in enumerate(messages) if m["role"] == "assistant"]:
+        prompt = prompt_format.apply_template(processor, messages[:k])
+        full = processor.apply_chat_template(messages[: k + 1], tokenize=False, add_generation_prompt=False)
+        reply = _reply_text(messages[k])
+        at = full.find(reply, len(prompt)) if full.startswith(prompt) else -1
+        if not prompt.startswith(done) or at < 0 or full[len(prompt) : at].strip():
+            raise ValueError(
+                f"the chat template of {type(processor).__name__} renders turn {k} so that the conversation "
+                "cannot be cut into prompt and reply pieces (earlier turns change, or the reply is rewritten)"
+            )
+        images = sum(item["type"] == "image" for m in messages[start_message:k] for item in m["content"])
+        pieces += [("context", prompt[len(done) :], images), ("reply", reply, 0)]
+        end, tail = at + len(reply), full[at + len(reply) :]
+        done = (
+            full[: end + len(eos)]
+            if eos and tail.startswith(eos)
+            else full[:end] + tail[: len(tail) - len(tail.lstrip())]
+        )
+        start_message = k + 1
+    return pieces
+
+
+def _encode_context(prompt_format, processor, text: str, images: list, first: bool) -> dict:
+    if images and prompt_format.nested_images:
+        raise ValueError(
+            f"{type(prompt_format).__name__} with nested image lists cannot encode conversations with images "
+            "(data=conversations supports images for families with one flat image list: qwen2vl, qwen2_5vl, llava)"
+        )
+    kwargs = (
+        prompt_format.processor_call_kwargs()
+        if first
+        else {
+            **prompt_format.processor_call_kwargs(),
+            "add_special_tokens": False,
+        }
+    )
+    out = processor(text=[text], images=images or None, return_tensors="pt", **kwargs)
+    return dict(out)
+
+
+def _conversation_row(prompt_format, processor, turns, images, train_on: str, with_replies: bool):
+    """(token ids, labels, per-token extras, other tensors) of one conversation."""
+    pieces = conversation_pieces(prompt_format, processor, conversation_messages(prompt_format, turns))
+    pieces = pieces if with_replies else pieces[:-1]
+    last_reply = max(i for i, (kind, _, _) in enumerate(pieces) if kind == "reply") if with_replies else -1
+    tokenizer = getattr(processor, "tokenizer", processor)
+    ids, labels, extras, tensors = [], [], {}, []
+    queue = list(images)
+    for index, (kind, text, n_images) in enumerate(pieces):
+        if kind == "reply":
+            answer = prompt_format.answer_ids(tokenizer, text)
+            trained = train_on == "all" or index == last_reply
+            ids += answer
+            labels += answer if trained else [IGNORE_INDEX] * len(answer)
+            for values in extras.values():
+                values += [values[-1]] * len(answer)
+            continue
+        piece_images, queue = queue[:n_images], queue[n_images:]
+        out = _encode_context(prompt_format, processor, text, piece_images, first=index == 0)
+        piece_ids = out.pop("input_ids")[0]
+        out.pop("attention_mask", None)
+        for key in [
+            k
+            for k, v in out.items()
+            if torch.is_tensor(v) and v.dim() >= 2 and v.shape[:2] == (1, len(piece_ids))
+        ]:
+            extras.setdefault(key, [0] * len(ids))
+            extras[key] += out.pop(key)[0].tolist()
+        ids += piece_ids.tolist()
+        labels += [IGNORE_INDEX] * len(piece_ids)
+        for values in extras.values():
+            values += [0] * (len(ids) - len(values))
+        tensors.append(out)
+    if queue:
+        raise ValueError(f"{len(queue)} image(s) left over after the conversation's image slots")
+    return ids, labels, extras, tensors
+
+
+def encode_conversations(
+    prompt_format,
+    processor,
+    conversations: Sequence[Conversation],
+    images: Sequence[list],
+    *,
+    train_on: str = "all",
+    with_replies: bool = True,
+) -> dict:
+    """A batch of conversations (each ending with an assistant reply; images in slot order).
+    `with_replies`: a training batch, right-padded, whose labels cover the replies `train_on` picks
+    (`all` assistant turns or the `last`) and nothing else; without: the prompt of the last reply (every
+    earlier turn included), left-padded for `generate`. A single-turn conversation encodes exactly as
+    `encode` encodes (prompt, images, answer)."""
+    if train_on not in TRAIN_ON:
+        raise ValueError(f"data.train_on must be one of {TRAIN_ON}, got {train_on!r}")
+    prompt_format.check_images([list(group) for group in images])
+    rows = [
+        _conversation_row(prompt_format, processor, turns, list(group), train_on, with_replies)
+        for turns, group in zip(conversations, images, strict=True)
+    ]
+    tokenizer = getattr(processor, "tokenizer", processor)
+    return _pad_rows(rows, tokenizer.pad_token_id, left=not with_replies, with_labels=with_replies)
+
+
+def _pad_rows(rows, pad_token_id: int, left: bool, with_labels: bool) -> dict:
+    width = max(len(ids) for ids, _, _, _ in rows)
+    keys = sorted({key for _, _, extras, _ in rows for key in extras})
+    n = len(rows)
+    input_ids = torch.full((n, width), pad_token_id, dtype=torch.long)
+    labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((n, width), dtype=torch.long)
+    extra = {key: torch.zeros((n, width), dtype=torch.long) for key in keys}
+    for i, (ids, row_labels, extras, _) in enumerate(rows):
+        span = slice(width - len(ids), width) if left else slice(0, len(ids))
+        input_ids[i, span] = torch.tensor(ids)
+        labels[i, span] = torch.tensor(row_labels)
+        attention[i, span] = 1
+        for key in keys:
+            extra[key][i, span] = torch.tensor(extras.get(key, [0] * len(ids)))
+    batch = {"input_ids": input_ids, "attention_mask": attention, **extra}
+    tensors = [t for _, _, _, row_tensors in rows for t in row_tensors]
+    for key in sorted({k for t in tensors for k, v in t.items() if torch.is_tensor(v)}):
+        batch[key] = torch.cat([t[key] for t in tensors if key in t])
+    if with_labels:
+        batch["labels"] = labels
+    return batch

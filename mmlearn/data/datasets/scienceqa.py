@@ -3,6 +3,11 @@ minival/minitest id lists) and `images/<split>/<pid>/image.png` for the question
 
 Questions without an image are text-only samples in every modality; image-only ScienceQA is refused
 (the question is text: with no text the model would be asked nothing).
+
+Seed 002 trains on LLaVA's conversation files instead (`llava_train_QCM-LEA.json`, ...): `train_file`
+reads the train split from such a file (its images under `train_image_dir`), and `prompt_style=llava`
+asks the val/test questions exactly as that file's user turn is written (QCM, the image slot after the
+options), so a model trained on any of those files is scored on problems.json by the answer letter.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ import json
 from functools import cached_property
 from pathlib import Path
 
+from mmlearn.data.conversations.reader import ConversationReader
+from mmlearn.data.conversations.sample import ConversationSample, Turn
+from mmlearn.data.conversations.splits import ConversationSplits
 from mmlearn.data.datamodule import SPLITS, VLMDataModule
 from mmlearn.data.sample import BadSampleError, SplitReport
 from mmlearn.data.text_files import read_text
@@ -18,6 +26,26 @@ from mmlearn.sample import Sample
 from mmlearn.tasks.multiple_choice import LETTERS, MultipleChoiceTask
 
 PID_LISTS = ("train", "val", "test", "minitrain", "minival", "minitest")
+PROMPT_STYLES = ("mmlearn", "llava")
+
+
+class ScienceQATask(MultipleChoiceTask):
+    """`prompt_style=llava`: the prompt as LLaVA's convert_sqa_to_llava writes a user turn (double
+    spaces collapsed, stripped); `max_new_tokens`: the generation budget of long answers (QCM-LEA's
+    lecture and solution before "The answer is X."), instead of the answer template's length."""
+
+    def __init__(self, instruction, answer_template, prompt_style: str, max_new_tokens: int | None) -> None:
+        super().__init__(instruction, answer_template)
+        if prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"data.prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise ValueError(f"data.max_new_tokens must be null or >= 1, got {max_new_tokens}")
+        self.prompt_style = prompt_style
+        self.max_new_tokens = max_new_tokens
+
+    def prompt(self, sample: Sample) -> str:
+        text = super().prompt(sample)
+        return text.replace("  ", " ").strip() if self.prompt_style == "llava" else text
 
 
 def load_json_object(path: Path, encoding: str) -> dict:
@@ -32,7 +60,7 @@ def load_json_object(path: Path, encoding: str) -> dict:
     return data
 
 
-class ScienceQADataModule(VLMDataModule):
+class ScienceQADataModule(ConversationSplits, VLMDataModule):
     """`splits` maps our train/val/test to lists of pid_splits.json, e.g. {train: train, val: minival}."""
 
     def __init__(
@@ -44,6 +72,11 @@ class ScienceQADataModule(VLMDataModule):
         splits: dict[str, str],
         instruction: str,
         answer_template: str,
+        train_file: str | None = None,
+        train_image_dir: str | None = None,
+        prompt_style: str = "mmlearn",
+        max_new_tokens: int | None = None,
+        train_on: str = "all",
         **common,
     ) -> None:
         super().__init__(**common)
@@ -64,9 +97,23 @@ class ScienceQADataModule(VLMDataModule):
         self.split_lists = dict(splits)
         self.instruction = instruction
         self.answer_template = answer_template
+        self.train_file = None if train_file is None else Path(train_file)
+        self.train_image_dir = Path(train_image_dir) if train_image_dir else self.image_dir / "train"
+        self.prompt_style = prompt_style
+        self.max_new_tokens = max_new_tokens
+        self.train_on = train_on
 
     def build_task(self) -> MultipleChoiceTask:
-        return MultipleChoiceTask(self.instruction, self.answer_template)
+        if self.prompt_style == "mmlearn" and self.max_new_tokens is None:
+            return MultipleChoiceTask(self.instruction, self.answer_template)
+        return ScienceQATask(self.instruction, self.answer_template, self.prompt_style, self.max_new_tokens)
+
+    def conversation_splits(self) -> tuple[str, ...]:
+        """Splits encoded as conversations: a conversation train file; every split with prompt_style=llava
+        (the image slot after the text, where LLaVA's files put it)."""
+        if self.prompt_style == "llava":
+            return self.available_splits()
+        return ("train",) if self.train_file is not None else ()
 
     def available_splits(self) -> tuple[str, ...]:
         return tuple(split for split in SPLITS if split in self.split_lists)
@@ -80,6 +127,11 @@ class ScienceQADataModule(VLMDataModule):
         return load_json_object(self.pid_splits_file, self.inputs.encoding)
 
     def read_split(self, split: str) -> tuple[list[Sample], SplitReport]:
+        if split == "train" and self.train_file is not None:
+            reader = ConversationReader(
+                image_root=self.train_image_dir, fmt="auto", modality=self.modality, inputs=self.inputs
+            )
+            return reader.read(self.train_file)
         name = self.split_lists[split]
         pids = self.pid_lists.get(name)
         if not isinstance(pids, list):
@@ -115,7 +167,7 @@ class ScienceQADataModule(VLMDataModule):
         hint = row.get("hint")
         if hint is not None and not isinstance(hint, str):
             raise BadSampleError(f"hint must be a string or null, got {hint!r}")
-        return Sample(
+        sample = Sample(
             id=row["id"],
             text=question.strip(),
             image_path=self._image_path(row) if self.modality.image else None,
@@ -124,6 +176,15 @@ class ScienceQADataModule(VLMDataModule):
             choices=tuple(choices),
             context=(hint or "").strip() or None,
         )
+        return self._as_conversation(sample) if self.prompt_style == "llava" else sample
+
+    def _as_conversation(self, sample: Sample) -> ConversationSample:
+        """The question as LLaVA's file writes it: one user turn, its image slot after the text."""
+        images = () if sample.image_path is None else (sample.image_path,)
+        user = Turn("user", (self.task.prompt(sample), *[None] * len(images)))
+        reply = Turn("assistant", (self.task.answer(sample),))
+        fields = {k: getattr(sample, k) for k in sample.__dataclass_fields__}
+        return ConversationSample(**fields, turns=(user, reply), images=images)
 
     def _image_path(self, row: dict) -> Path | None:
         image = row.get("image")
@@ -136,4 +197,7 @@ class ScienceQADataModule(VLMDataModule):
 
     def record_settings(self) -> dict:
         with_image = {split: sum(s.image_path is not None for s in v) for split, v in self.splits.items()}
-        return {"pid_lists": dict(self.split_lists), "questions_with_image": with_image}
+        settings = {"pid_lists": dict(self.split_lists), "questions_with_image": with_image}
+        if self.train_file is not None or self.prompt_style != "mmlearn":
+            settings.update(train_file=str(self.train_file), prompt_style=self.prompt_style)
+        return settings
