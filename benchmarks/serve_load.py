@@ -14,6 +14,7 @@ import argparse
 import base64
 import csv
 import json
+import shutil
 import statistics
 import tempfile
 import threading
@@ -151,6 +152,7 @@ def main() -> None:
         )
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
+    shutil.rmtree(work)  # kept (demo data, server logs) when a server failed to start
 
 
 if __name__ == "__main__":
