@@ -9,7 +9,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests import layouts, layouts_more, layouts_qa_captions
+from tests import layouts, layouts_conversations, layouts_more, layouts_qa_captions
 from tests.conftest import CONF, REPO, compose
 
 EXPERIMENTS = sorted(
@@ -69,6 +69,36 @@ SEEDS = {
     # seed 002 (002_*.txt): LLaVA full fine-tune (no adapter); no hyper-parameters given: defaults
     "scienceqa/llava_full": ("llava", "scienceqa", "text_image", "none", None, None, 2e-4, 8, 1, 3),
     "scienceqa/llava_mini": ("llava", "scienceqa", "text_image", "none", None, None, 2e-4, 8, 1, 3),
+    # seed 002 on LLaVA's own training files (issue 22): finetune_sqa.sh's lr 2e-5, 8 x 4 accumulation (x 8 GPUs),
+    # 12 epochs; tiny_origin is mini_origin's data for a laptop
+    **{
+        f"scienceqa/{size}_{kind}": (
+            "llava",
+            "scienceqa_llava",
+            "text_image",
+            "none",
+            None,
+            None,
+            2e-5,
+            8,
+            4,
+            12,
+        )
+        for size in ("full", "mini")
+        for kind in ("origin", "short", "realign")
+    },
+    "scienceqa/tiny_origin": (
+        "llava_tiny",
+        "scienceqa_llava",
+        "text_image",
+        "none",
+        None,
+        None,
+        1e-3,
+        2,
+        1,
+        1,
+    ),
     # seed 003 (003_*.txt, the README's example config): QLoRA, learning_rate 1e-5, batch_size 8, epochs 100
     "perceptsent/p3_mllama_qlora": ("mllama", "perceptsent", "text", "qlora", 16, 32, 1e-5, 8, 1, 100),
     "perceptsent/p5_mllama_qlora": ("mllama", "perceptsent", "text", "qlora", 16, 32, 1e-5, 8, 1, 100),
@@ -144,6 +174,8 @@ def _layout(data: str, root: Path) -> Path:
         return layouts_more.write_sports(root)
     if data == "scienceqa":
         return layouts_qa_captions.write_scienceqa(root)
+    if data == "scienceqa_llava":
+        return layouts_conversations.write_seed002(root)
     if data == "sports_captions":
         return layouts_qa_captions.write_sports_captions(root)
     raise AssertionError(f"no small layout for {data}")
@@ -163,7 +195,7 @@ def copies(tmp_path_factory):
 
 
 def _tiny(experiment: str, root: Path, *overrides: str):
-    model = SEEDS[experiment][0]
+    model = SEEDS[experiment][0].removesuffix("_tiny")
     return compose(
         [f"experiment={experiment}", f"model={model}_tiny", f"data.root={root}", *PATHS, *overrides]
     )
