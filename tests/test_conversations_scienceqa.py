@@ -15,7 +15,7 @@ from mmlearn.decoding import GenerateDecoder
 from mmlearn.decoding.context import DecodingContext
 from mmlearn.tasks.multiple_choice import parse_letter
 from tests import layouts_conversations as lc
-from tests.conftest import CONF, compose
+from tests.conftest import CONF, compose, run_script
 
 SIX = ["full_origin", "full_short", "full_realign", "mini_origin", "mini_short", "mini_realign"]
 ON_A_LAPTOP = ["model=llava_tiny", "trainer=cpu", "trainer.devices=1", "paths.root_dir=/tmp/mmlearn-sqa-conv"]
@@ -145,3 +145,46 @@ def test_each_experiment_runs_a_step_on_the_copy(seed002, tmp_path, experiment):
         ]
     )
     assert "test/accuracy" in train(cfg)
+
+
+@pytest.mark.slow
+def test_a_run_trained_on_a_conversation_file_is_scored_on_scienceqa(seed002, tmp_path):
+    """data=conversations on LLaVA's file, then evaluate.py run_dir=... data=scienceqa_llava: the same
+    scoring as the seed (problems.json's test questions, the answer letter, with and without image)."""
+    from mmlearn.training import train
+
+    file = seed002 / "llava_minitrain_QCM-LEA.json"
+    run = tmp_path / "run"
+    train(
+        compose(
+            [
+                "data=conversations",
+                "model=llava_tiny",
+                "peft=none",
+                f"data.train_file={file}",
+                f"data.val_file={file}",
+                f"data.test_file={file}",
+                f"data.image_root={seed002}/images/train",
+                "data.max_new_tokens=8",
+                "trainer.max_steps=2",
+                "trainer.enable_progress_bar=false",
+                "logger=csv",
+                "paths.root_dir=/tmp/mmlearn-sqa-conv",
+                f"paths.output_dir={run}",
+            ]
+        )
+    )
+    out = run_script(
+        "evaluate.py",
+        f"run_dir={run}",
+        "data=scienceqa_llava",
+        f"data.root={seed002}",
+        "data.max_new_tokens=8",
+        f"hydra.run.dir={tmp_path / 'eval'}",
+    )
+    metrics = json.loads((tmp_path / "eval/metrics.json").read_text())
+    assert {"test/accuracy", "test/accuracy_with_image", "test/parse_failure_rate"} <= set(metrics), (
+        out.stdout[-2000:]
+    )
+    records = [json.loads(x) for x in (tmp_path / "eval/predictions/test.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in records) == ["11", "12", "13", "14"]

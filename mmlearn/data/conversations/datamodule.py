@@ -8,14 +8,14 @@ from pathlib import Path
 
 from mmlearn.data.conversations.reader import ConversationReader
 from mmlearn.data.conversations.splits import ConversationSplits
-from mmlearn.data.datamodule import SPLITS, VLMDataModule
+from mmlearn.data.datamodule import SPLITS
 from mmlearn.data.sample import SplitReport
 from mmlearn.models.prompting import TRAIN_ON
 from mmlearn.sample import Sample
 from mmlearn.tasks.generation import GenerationTask
 
 
-class ConversationDataModule(ConversationSplits, VLMDataModule):
+class ConversationDataModule(ConversationSplits):
     """Conversation files per split (JSON list or JSONL; `format` auto-detected per row or given);
     image paths relative to `image_root` unless absolute. The task is task=generation: the last reply
     is what validation and test generate and score."""

@@ -12,6 +12,7 @@ from mmlearn.data.conversations.collate import (
     check_conversation_format,
 )
 from mmlearn.data.conversations.sample import ConversationSample
+from mmlearn.data.datamodule import VLMDataModule
 from mmlearn.data.lengths import image_size
 from mmlearn.data.sample import BadSampleError, skip_record
 from mmlearn.models.prompting import encode_conversations
@@ -42,7 +43,7 @@ class ConversationLengths:
         return out
 
 
-class ConversationSplits:
+class ConversationSplits(VLMDataModule):
     """For a datamodule whose training split holds conversations: their collators and token counts.
     Splits listed in `conversation_splits()` are encoded turn by turn; the others as every dataset's."""
 

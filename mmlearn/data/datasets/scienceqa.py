@@ -19,7 +19,7 @@ from pathlib import Path
 from mmlearn.data.conversations.reader import ConversationReader
 from mmlearn.data.conversations.sample import ConversationSample, Turn
 from mmlearn.data.conversations.splits import ConversationSplits
-from mmlearn.data.datamodule import SPLITS, VLMDataModule
+from mmlearn.data.datamodule import SPLITS
 from mmlearn.data.sample import BadSampleError, SplitReport
 from mmlearn.data.text_files import read_text
 from mmlearn.sample import Sample
@@ -60,7 +60,7 @@ def load_json_object(path: Path, encoding: str) -> dict:
     return data
 
 
-class ScienceQADataModule(ConversationSplits, VLMDataModule):
+class ScienceQADataModule(ConversationSplits):
     """`splits` maps our train/val/test to lists of pid_splits.json, e.g. {train: train, val: minival}."""
 
     def __init__(
