@@ -43,6 +43,12 @@ class EndpointDecoded(Decoded):
     error: str | None = None
     reply: str | None = None  # the raw reply, where the parser read the answer inside it
 
+    def record_fields(self) -> dict:
+        optional = {"error": self.error, "reply": self.reply}
+        return {"usage": self.usage, "cached": self.cached} | {
+            k: v for k, v in optional.items() if v is not None
+        }
+
 
 @dataclass(frozen=True)
 class Request:

@@ -24,6 +24,11 @@ class Decoded:
     parsed: Parsed
     scores: dict[str, float] | None = None
 
+    def record_fields(self) -> dict:
+        """What this answer adds to its line of predictions/<split>.jsonl beyond output, parsed and
+        scores (an endpoint's answer: its token usage, ...)."""
+        return {}
+
 
 @dataclass(frozen=True)
 class Decoder:

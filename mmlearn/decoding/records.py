@@ -13,4 +13,4 @@ def prediction_record(task, batch: dict, index: int, decoded, labelled: bool = T
         row["shot_ids"] = batch["shot_ids"][index]
     if decoded.scores is not None:
         row["scores"] = decoded.scores
-    return row
+    return row | decoded.record_fields()
