@@ -128,3 +128,38 @@ def test_the_command_line_writes_the_files(demo_dir, tmp_path):
 def test_an_unknown_split_is_refused_by_name(demo_dir, tmp_path):
     with pytest.raises(ValueError, match=r"--splits \['predict'\] not read by data=csv"):
         convert(csv_overrides(demo_dir), "llava", tmp_path, ["predict"])
+
+
+def test_images_held_in_a_dataset_are_written_beside_the_files(tmp_path):
+    """data=hf reads images from Arrow: the converter writes them under DIR/images/, and the files read
+    back into the same prompts, targets and pixels."""
+    from tests.layouts_more import write_hf_saved
+
+    root = write_hf_saved(tmp_path / "saved", tmp_path / "scratch")
+    overrides = [
+        "data=hf",
+        f"data.root={root}",
+        "data.image_column=picture",
+        "data.label_column=target",
+        "data.text_column=caption",
+        *PATHS,
+    ]
+    out = tmp_path / "out"
+    written = dict(zip(("train", "val", "test"), convert(overrides, "sharegpt", out), strict=True))
+    table = setup(overrides)
+    back = setup(
+        [
+            "data=conversations",
+            *(f"data.{s}_file={p}" for s, p in written.items()),
+            f"data.image_root={out}",
+            *PATHS,
+        ]
+    )
+    a, b = table.splits["train"], back.splits["train"]
+    assert [table.task.prompt(s) for s in a] == [back.task.prompt(s) for s in b]
+    assert [table.task.answer(s) for s in a] == [back.task.answer(s) for s in b]
+    for x, y in zip(a, b, strict=True):
+        assert y.image_path.is_relative_to(out / "images" / "train")
+        assert list(table.inputs.load_rgb(x.image_path).getdata()) == list(
+            back.inputs.load_rgb(y.image_path).getdata()
+        )
