@@ -1,7 +1,7 @@
 """LightningDataModules: a base that owns splits, reports and loaders, and the generic table layout.
 
 A dataset subclasses `VLMDataModule` and implements `build_task()` and `read_split(split)`; everything
-else (bad-sample accounting, the summary, the loaders, the late-bound processor) is shared.
+else (bad-sample accounting, the text from data.captions_file, the summary, the loaders, the late-bound processor) is shared.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import Dataset
 
+from mmlearn.data.caption_table import apply_captions, read_captions
 from mmlearn.data.collate import PromptCollator, TrainCollator
 from mmlearn.data.folds import FoldSettings, refold
 from mmlearn.data.lengths import TokenCounter, check_lengths
@@ -20,7 +21,7 @@ from mmlearn.data.modality import Modality
 from mmlearn.data.policy import InputPolicy
 from mmlearn.data.resumable import EpochRandomSampler, ResumableDataLoader, evaluation_sampler
 from mmlearn.data.sample import BadSampleError, SplitReport, skip_record
-from mmlearn.data.sampling import LengthGroupedSampler
+from mmlearn.data.sampling import ClassBalancedSampler, LengthGroupedSampler
 from mmlearn.data.table_reader import TableReader
 from mmlearn.data.text_files import read_text, refuse_undecodable
 from mmlearn.sample import Sample
@@ -70,10 +71,12 @@ class VLMDataModule(L.LightningDataModule):
         max_length: int | None,
         group_by_length: bool,
         megabatch_size: int,
+        class_balanced: bool,
         pin_memory: bool,
         seed: int,
         root: str | None = None,
         prepare=None,
+        captions_file: str | None = None,
     ) -> None:
         super().__init__()
         self.name = name
@@ -93,9 +96,18 @@ class VLMDataModule(L.LightningDataModule):
         self.max_length = max_length
         self.group_by_length = group_by_length
         self.megabatch_size = megabatch_size
+        if class_balanced and group_by_length:
+            raise ValueError("data.class_balanced and data.group_by_length cannot both be on")
+        self.class_balanced = class_balanced
         self.pin_memory = pin_memory
         self.seed = seed
         self.prepare = prepare
+        self.captions_file = None if captions_file is None else Path(captions_file)
+        if self.captions_file is not None and not modality.text:
+            raise ValueError(
+                f"data.captions_file={captions_file} gives each sample's text, but modality={modality.name} "
+                "reads no text: use modality=text or modality=text_image, or set data.captions_file=null"
+            )
         self.splits: dict[str, list[Sample]] = {}
         self.lengths: dict[str, list[int]] = {}  # training tokens per sample, aligned with splits
         self.reports: dict[str, SplitReport] = {}
@@ -167,8 +179,15 @@ class VLMDataModule(L.LightningDataModule):
             if split not in self.splits:
                 self.splits[split], self.reports[split] = self._read(split)
 
+    @cached_property
+    def captions(self) -> dict[str, str]:
+        """data.captions_file's id -> caption (see caption_table), read once."""
+        return read_captions(self.captions_file, self.inputs)
+
     def _read(self, split: str) -> tuple[list[Sample], SplitReport]:
         samples, report = self.read_split(split)
+        if self.captions_file is not None:  # every reader's text becomes the caption of its id
+            samples, report = apply_captions(samples, report, self.captions, self.captions_file, self.inputs)
         if not samples:
             raise ValueError(f"split {split!r} ({report.file}) has no usable samples")
         log.info(
@@ -193,6 +212,8 @@ class VLMDataModule(L.LightningDataModule):
     def summary(self) -> dict:
         out = {split: report.summary() for split, report in self.reports.items()}
         settings = self.record_settings()
+        if self.captions_file is not None:
+            settings = {**settings, "captions_file": str(self.captions_file)}
         if settings:
             out["settings"] = settings
         return out
@@ -218,6 +239,8 @@ class VLMDataModule(L.LightningDataModule):
         dataset = SampleDataset(self.splits[split])
         if not train:
             sampler = evaluation_sampler(dataset, self.trainer)
+        elif self.class_balanced:
+            sampler = ClassBalancedSampler(dataset, [s.labels for s in dataset.samples], seed=self.seed)
         elif self.group_by_length:
             sampler = LengthGroupedSampler(
                 self.lengths[split],
