@@ -2,8 +2,7 @@
 `generate` (seed 001: `model.generate(**inputs, max_new_tokens=64)` per sample), in one process, on the
 tiny Qwen2-VL and demo data. `python -m benchmarks.eval_speed --out eval_speed.json` from the checkout
 (its inputs come from the tests' helpers). Each batched decoder runs `--repeats` times, interleaved, and
-keeps its fastest run. The label-set rows add `head=linear` (one forward pass, logits read by the
-HeadDecoder) on the same tiny model, against decoding=score and decoding=constrained."""
+keeps its fastest run."""
 
 from __future__ import annotations
 
@@ -85,48 +84,16 @@ def per_sample_generation(module, samples, max_new_tokens: int) -> dict:
     }
 
 
-HEAD = ["head=linear", "peft=none", *(f"peft.towers.{t}=frozen" for t in ("vision", "projector", "language"))]
-
-
-def label_set_config(work: Path, k: int, root: Path, eval_batch_size: int, num_workers: int, extra=()):
-    from tests.conftest import compose
-
-    return compose(
-        [
-            f"paths.root_dir={work}",
-            f"paths.output_dir={work}/sports{k}-out",
-            f"paths.cache_dir={os.environ['MMLEARN_CACHE_DIR']}",
-            "data=sports100",
-            f"data.root={root}",
-            "data.split_dirs.val=null",
-            "modality=image",
-            f"data.eval_batch_size={eval_batch_size}",
-            f"data.num_workers={num_workers}",
-            "trainer=cpu",
-            *extra,
-        ],
-        config_name="train",
-    )
-
-
-def head_speed(cfg_head, datamodule, repeats: int, out: Path) -> dict:
-    """head=linear on the same tiny model (its backbone as released, an untrained head: the speed does
-    not depend on the head's weights), read through the HeadDecoder."""
-    from mmlearn.building import build_module
-
-    module = build_module(cfg_head, datamodule.task).eval()
-    return best_of_runs(module, datamodule, cfg_head, {"head": module.decoder}, repeats, out)["head"]
-
-
 def label_set_speeds(
     work: Path, sizes, samples: int, eval_batch_size: int, num_workers: int, repeats: int
 ) -> dict:
     """Multi-class tasks of K sport names (a 100 Sports copy, one image per test sample, the base
-    tiny model zero-shot): samples/s of each decoding and of head=linear, and of constrained, score and
-    head relative to batched generate (and head relative to score and constrained) in the same process."""
+    tiny model zero-shot): samples/s of each decoding, and of constrained and score relative to
+    batched generate in the same process."""
 
     from mmlearn.building import build_datamodule
     from mmlearn.evaluation import build_base_module
+    from tests.conftest import compose
     from tests.layouts_more import SPORTS100, write_sports
 
     out = {}
@@ -136,22 +103,32 @@ def label_set_speeds(
         for i in range(samples):
             tests[classes[i % k]] += 1
         root = write_sports(work / f"sports{k}", {"train": dict.fromkeys(classes, 1), "test": tests})
-        cfg = label_set_config(work, k, root, eval_batch_size, num_workers)
+        cfg = compose(
+            [
+                f"paths.root_dir={work}",
+                f"paths.output_dir={work}/sports{k}-out",
+                f"paths.cache_dir={os.environ['MMLEARN_CACHE_DIR']}",
+                "data=sports100",
+                f"data.root={root}",
+                "data.split_dirs.val=null",
+                "modality=image",
+                f"data.eval_batch_size={eval_batch_size}",
+                f"data.num_workers={num_workers}",
+                "trainer=cpu",
+            ],
+            config_name="train",
+        )
         datamodule = build_datamodule(cfg)
         decoders = build_decoders()
         module = build_base_module(cfg, datamodule.task, decoders["generate"]).eval()
         datamodule.connect(module.processor, module.spec.prompt)
         row = best_of_runs(module, datamodule, cfg, decoders, repeats, work / f"sports{k}-runs")
-        cfg_head = label_set_config(work, k, root, eval_batch_size, num_workers, HEAD)
-        row["head"] = head_speed(cfg_head, datamodule, repeats, work / f"sports{k}-head")
-        for name in [*DECODINGS, "head"]:
+        for name in DECODINGS:
             if name == "generate":
                 continue
             row[f"{name}_vs_generate"] = (
                 row[name]["samples_per_second"] / row["generate"]["samples_per_second"]
             )
-        for name in ("score", "constrained"):
-            row[f"head_vs_{name}"] = row["head"]["samples_per_second"] / row[name]["samples_per_second"]
         out[str(k)] = row
     return out
 

@@ -10,7 +10,11 @@ from pathlib import Path
 
 from PIL import Image
 
-TEXT_CUES = {"sports": ["game"], "weather": ["storm"], "offer": ["sale"]}  # one cue word per label
+TEXT_CUES = {
+    "sports": ["game", "match", "score", "team"],
+    "weather": ["storm", "weather", "rain", "tomorrow"],
+    "offer": ["sale", "discount", "price", "deal"],
+}
 FILLER = [
     "the",
     "a",

@@ -6,12 +6,12 @@ Each entry of `tasks` is one worker's assignment; its responses (`image_resps` i
 P2+, P2-: maps in config) and an image is kept when one class has at least `alpha` votes, as the authors'
 "dominant" rule does; images below that are excluded by the rule and counted, not treated as bad rows.
 There is no official split: test is one fold of a seeded, stratified k-fold over the kept images.
-Text comes only from an optional captions CSV (seed 003 also classifies MLLM captions of the images).
+Text comes only from a captions CSV (data.captions_file, read by every dataset: see VLMDataModule); seed
+003 also classifies MLLM captions of the images.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import Counter
 from functools import cached_property
@@ -42,7 +42,6 @@ class PerceptSentDataModule(VLMDataModule):
         dataset_file: str,
         image_dir: str,
         image_file: str,
-        captions_file: str | None,
         responses_key: str,
         problem: str,
         problems: dict[str, dict[str, str]],
@@ -55,7 +54,7 @@ class PerceptSentDataModule(VLMDataModule):
         **common,
     ) -> None:
         super().__init__(**common)
-        if self.modality.text and captions_file is None:
+        if self.modality.text and self.captions_file is None:
             raise ValueError(
                 f"PerceptSent has images only; modality={self.modality.name} needs a caption per image "
                 "(data.captions_file, a CSV with id,text such as seed 003's) or use modality=image"
@@ -72,7 +71,6 @@ class PerceptSentDataModule(VLMDataModule):
         self.dataset_file = Path(dataset_file)
         self.image_dir = Path(image_dir)
         self.image_file = image_file
-        self.captions_file = Path(captions_file) if captions_file is not None else None
         self.responses_key = responses_key
         self.problem = problem
         self.class_map = dict(problems[problem])
@@ -161,24 +159,12 @@ class PerceptSentDataModule(VLMDataModule):
         )
         return self.inputs.collect(rows, self._sample, file=str(self.dataset_file))
 
-    @cached_property
-    def captions(self) -> dict[str, str]:
-        """Image id -> caption, from a CSV with columns id,text (other columns, e.g. sentiment, unused)."""
-        with self.inputs.open_text(self.captions_file, newline="") as handle:
-            reader = csv.DictReader(handle)
-            if not {"id", "text"} <= set(reader.fieldnames or []):
-                raise ValueError(f"{self.captions_file}: needs columns id,text; found {reader.fieldnames}")
-            return {row["id"]: (row["text"] or "").strip() for row in reader}
-
     def _sample(self, row: dict, source: str) -> Sample:
-        text = image_path = None
-        if self.modality.text:
-            text = self.captions.get(row["id"])
-            if not text:
-                raise BadSampleError(f"no caption for image {row['id']!r} in {self.captions_file}")
+        """An image and its label; the text (a caption of the image) is set from data.captions_file."""
+        image_path = None
         if self.modality.image:
             image_path = self.inputs.image_file(self.image_dir, self.image_file.format(id=row["id"]))
-        return Sample(id=row["id"], text=text, image_path=image_path, labels=(row["label"],), source=source)
+        return Sample(id=row["id"], text=None, image_path=image_path, labels=(row["label"],), source=source)
 
     def record_settings(self) -> dict:
         rule = {"problem": self.problem, "class_map": self.class_map, "alpha": self.alpha}
