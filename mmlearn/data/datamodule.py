@@ -21,7 +21,7 @@ from mmlearn.data.modality import Modality
 from mmlearn.data.policy import InputPolicy
 from mmlearn.data.resumable import EpochRandomSampler, ResumableDataLoader, evaluation_sampler
 from mmlearn.data.sample import BadSampleError, SplitReport, skip_record
-from mmlearn.data.sampling import LengthGroupedSampler
+from mmlearn.data.sampling import ClassBalancedSampler, LengthGroupedSampler
 from mmlearn.data.table_reader import TableReader
 from mmlearn.data.text_files import read_text, refuse_undecodable
 from mmlearn.sample import Sample
@@ -71,6 +71,7 @@ class VLMDataModule(L.LightningDataModule):
         max_length: int | None,
         group_by_length: bool,
         megabatch_size: int,
+        class_balanced: bool,
         pin_memory: bool,
         seed: int,
         root: str | None = None,
@@ -95,6 +96,9 @@ class VLMDataModule(L.LightningDataModule):
         self.max_length = max_length
         self.group_by_length = group_by_length
         self.megabatch_size = megabatch_size
+        if class_balanced and group_by_length:
+            raise ValueError("data.class_balanced and data.group_by_length cannot both be on")
+        self.class_balanced = class_balanced
         self.pin_memory = pin_memory
         self.seed = seed
         self.prepare = prepare
@@ -235,6 +239,8 @@ class VLMDataModule(L.LightningDataModule):
         dataset = SampleDataset(self.splits[split])
         if not train:
             sampler = evaluation_sampler(dataset, self.trainer)
+        elif self.class_balanced:
+            sampler = ClassBalancedSampler(dataset, [s.labels for s in dataset.samples], seed=self.seed)
         elif self.group_by_length:
             sampler = LengthGroupedSampler(
                 self.lengths[split],
