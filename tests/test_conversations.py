@@ -57,6 +57,7 @@ def read(path: Path, *overrides: str, model: str = "qwen2vl_tiny"):
             f"model={model}",
             f"data.train_file={path}",
             f"data.val_file={path}",
+            f"data.test_file={path}",
             f"data.image_root={path.parent}",
             *PATHS,
             *overrides,
