@@ -90,6 +90,14 @@ def test_the_three_layouts_read_into_the_same_conversations(files):
     assert len(text[1]) == 6 and text[2] == () and one[2] == ("a.png",)
 
 
+def test_role_and_content_keys_under_conversations_read_too(files, tmp_path):
+    row = {"conversations": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    path = lc.write_file(tmp_path / "mixed.jsonl", [row, lc.openai_row(*lc.CONVERSATIONS[1])])
+    (first, second) = read(path).splits["train"]
+    assert first.id == "1" and first.turns == (Turn("user", ("hi",)), Turn("assistant", ("hello",)))
+    assert second.id == "sys" and second.labels == ("red",)
+
+
 def test_a_text_modality_drops_the_image_slots(files):
     samples = read(files["openai"], "modality=text").splits["train"]
     assert all(s.images == () and s.image_path is None for s in samples)

@@ -149,6 +149,8 @@ TRAIN_ON = ("all", "last")
 
 
 def _message(role: str, parts) -> dict:
+    if role == "assistant":  # one reply text, as a single-turn answer is rendered
+        return {"role": role, "content": [_text("\n".join(p for p in parts if p is not None))]}
     return {"role": role, "content": [{"type": "image"} if p is None else _text(p) for p in parts]}
 
 

@@ -48,7 +48,7 @@ def parse_row(row: dict, fmt: str) -> tuple[list[Turn], list[str]]:
     else:
         key = "conversations" if fmt == "llava" else _messages_key(row)
         raw_images = row.get("image" if fmt == "llava" else "images")
-        turns = [_placeholder_turn(m, i, fmt) for i, m in enumerate(_messages(row, key))]
+        turns = [_placeholder_turn(m, i) for i, m in enumerate(_messages(row, key))]
         if fmt == "sharegpt" and isinstance(row.get("system"), str) and row["system"].strip():
             turns.insert(0, Turn("system", (row["system"].strip(),)))
         images = _image_list(raw_images, "image" if fmt == "llava" else "images")
@@ -85,9 +85,8 @@ def _role(message, index: int, keys: tuple[str, ...]) -> str:
     return role
 
 
-def _placeholder_turn(message, index: int, fmt: str) -> Turn:
-    keys = ("from",) if fmt == "llava" else ("from", "role")
-    role = _role(message, index, keys)
+def _placeholder_turn(message, index: int) -> Turn:
+    role = _role(message, index, ("from", "role"))
     value = next((message[k] for k in ("value", "content") if k in message), None)
     if not isinstance(value, str):
         raise BadSampleError(f"message {index} has no text ('value' or 'content' string)")
