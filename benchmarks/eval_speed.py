@@ -2,7 +2,8 @@
 `generate` (seed 001: `model.generate(**inputs, max_new_tokens=64)` per sample), in one process, on the
 tiny Qwen2-VL and demo data. `python -m benchmarks.eval_speed --out eval_speed.json` from the checkout
 (its inputs come from the tests' helpers). Each batched decoder runs `--repeats` times, interleaved, and
-keeps its fastest run."""
+keeps its fastest run. The label-set rows add `head=linear` (one forward pass, logits read by the
+HeadDecoder) on the same tiny model, against decoding=score and decoding=constrained."""
 
 from __future__ import annotations
 
@@ -34,18 +35,21 @@ def build_decoders() -> dict:
     return {name: instantiate(compose(overrides, "train").decoding) for name, overrides in DECODINGS.items()}
 
 
-def best_of_runs(module, datamodule, cfg, decoders: dict, repeats: int, out: Path) -> dict:
+def best_of_runs(module, datamodule, cfg, decoders: dict, repeats: int, out: Path, others=None) -> dict:
     """Each decoder's evaluation of the test split `repeats` times, interleaved (every decoder once,
     then again), so a slow phase of the machine hits all of them; each keeps its fastest run, and lists
     every run's samples/s. One process can run the same decoder ~1.4x slower or faster than another
-    (allocation layout), so a single run per decoder is not a comparison."""
+    (allocation layout), so a single run per decoder is not a comparison. `others`: {name: module} run
+    in the same rotation with their own decoder (head=linear)."""
     from mmlearn.evaluation import run_split
 
-    runs: dict[str, list[dict]] = {name: [] for name in decoders}
+    entries = {name: (module, decoder) for name, decoder in decoders.items()}
+    entries |= {name: (other, other.decoder) for name, other in (others or {}).items()}
+    runs: dict[str, list[dict]] = {name: [] for name in entries}
     for _ in range(repeats):
-        for name, decoder in decoders.items():
-            module.decoder = decoder
-            metrics, seconds = run_split(module, datamodule, cfg, "test", out / name, None)
+        for name, (runner, decoder) in entries.items():
+            runner.decoder = decoder
+            metrics, seconds = run_split(runner, datamodule, cfg, "test", out / name, None)
             runs[name].append(
                 {
                     "samples_per_second": metrics["test/samples_per_second"],
@@ -84,16 +88,47 @@ def per_sample_generation(module, samples, max_new_tokens: int) -> dict:
     }
 
 
+HEAD = ["head=linear", "peft=none", *(f"peft.towers.{t}=frozen" for t in ("vision", "projector", "language"))]
+
+
+def label_set_config(work: Path, k: int, root: Path, eval_batch_size: int, num_workers: int, extra=()):
+    from tests.conftest import compose
+
+    return compose(
+        [
+            f"paths.root_dir={work}",
+            f"paths.output_dir={work}/sports{k}-out",
+            f"paths.cache_dir={os.environ['MMLEARN_CACHE_DIR']}",
+            "data=sports100",
+            f"data.root={root}",
+            "data.split_dirs.val=null",
+            "modality=image",
+            f"data.eval_batch_size={eval_batch_size}",
+            f"data.num_workers={num_workers}",
+            "trainer=cpu",
+            *extra,
+        ],
+        config_name="train",
+    )
+
+
+def head_module(cfg_head, task):
+    """head=linear on the same tiny model (its backbone as released, an untrained head: the speed does
+    not depend on the head's weights), read through the HeadDecoder."""
+    from mmlearn.building import build_module
+
+    return build_module(cfg_head, task).eval()
+
+
 def label_set_speeds(
     work: Path, sizes, samples: int, eval_batch_size: int, num_workers: int, repeats: int
 ) -> dict:
     """Multi-class tasks of K sport names (a 100 Sports copy, one image per test sample, the base
-    tiny model zero-shot): samples/s of each decoding, and of constrained and score relative to
-    batched generate in the same process."""
+    tiny model zero-shot): samples/s of each decoding and of head=linear, and of constrained, score and
+    head relative to batched generate (and head relative to score and constrained) in the same process."""
 
     from mmlearn.building import build_datamodule
     from mmlearn.evaluation import build_base_module
-    from tests.conftest import compose
     from tests.layouts_more import SPORTS100, write_sports
 
     out = {}
@@ -103,32 +138,25 @@ def label_set_speeds(
         for i in range(samples):
             tests[classes[i % k]] += 1
         root = write_sports(work / f"sports{k}", {"train": dict.fromkeys(classes, 1), "test": tests})
-        cfg = compose(
-            [
-                f"paths.root_dir={work}",
-                f"paths.output_dir={work}/sports{k}-out",
-                f"paths.cache_dir={os.environ['MMLEARN_CACHE_DIR']}",
-                "data=sports100",
-                f"data.root={root}",
-                "data.split_dirs.val=null",
-                "modality=image",
-                f"data.eval_batch_size={eval_batch_size}",
-                f"data.num_workers={num_workers}",
-                "trainer=cpu",
-            ],
-            config_name="train",
-        )
+        cfg = label_set_config(work, k, root, eval_batch_size, num_workers)
         datamodule = build_datamodule(cfg)
         decoders = build_decoders()
         module = build_base_module(cfg, datamodule.task, decoders["generate"]).eval()
         datamodule.connect(module.processor, module.spec.prompt)
-        row = best_of_runs(module, datamodule, cfg, decoders, repeats, work / f"sports{k}-runs")
-        for name in DECODINGS:
+        head = head_module(
+            label_set_config(work, k, root, eval_batch_size, num_workers, HEAD), datamodule.task
+        )
+        row = best_of_runs(
+            module, datamodule, cfg, decoders, repeats, work / f"sports{k}-runs", others={"head": head}
+        )
+        for name in [*DECODINGS, "head"]:
             if name == "generate":
                 continue
             row[f"{name}_vs_generate"] = (
                 row[name]["samples_per_second"] / row["generate"]["samples_per_second"]
             )
+        for name in ("score", "constrained"):
+            row[f"head_vs_{name}"] = row["head"]["samples_per_second"] / row[name]["samples_per_second"]
         out[str(k)] = row
     return out
 

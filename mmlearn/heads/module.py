@@ -1,14 +1,13 @@
 """LightningModules for `head=linear` (a classification head trained on a VLM or a text encoder) and
 `head=nli` (zero-shot NLI, evaluation only). Validation, testing, prediction, metrics and checkpoint
-filtering are VLMFineTuner's own: only the model side and the loss differ, and answers come out
-through the same decoder seam (`decoder.decode(context, batch)`)."""
+filtering are AnswerModule's and VLMFineTuner's own: only the model side and the loss differ, and answers
+come out through the same decoder seam (`decoder.decode(context, batch)`)."""
 
 from __future__ import annotations
 
 import logging
 
-import lightning as L
-
+from mmlearn.answering import AnswerModule
 from mmlearn.decoding.context import DecodingContext
 from mmlearn.heads.attach import head_parameters, load_head_model, new_head, save_head, towers_present
 from mmlearn.heads.classifier import HeadClassifier
@@ -44,12 +43,10 @@ class HeadFineTuner(VLMFineTuner):
         decoder,
         adapter_dir=None,
     ) -> None:
-        L.LightningModule.__init__(self)  # VLMFineTuner's own __init__ loads a generating model
-        self.spec, self.task, self.towers = spec, task, towers_present(spec, towers)
+        AnswerModule.__init__(self, task, decoder)  # VLMFineTuner's own __init__ loads a generating model
+        self.spec, self.towers = spec, towers_present(spec, towers)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        decoder.check(task)
         refuse_vision_cache(spec)
-        self.decoder = decoder
         self.settings = settings
         self.processor = spec.load_processor()
         base = spec.load_model(quantization=quantization)
@@ -72,8 +69,6 @@ class HeadFineTuner(VLMFineTuner):
         self.is_peft = adapter is not None or adapter_dir is not None
         self.strict_loading = False
         self.class_weights = None
-        self.val_metrics = task.build_metrics()
-        self.test_metrics = task.build_metrics()
         log.info(
             "%s (%s; head %s)", describe_trainable(self.model), describe_towers(self.model, spec), pooling
         )
@@ -117,25 +112,20 @@ class HeadFineTuner(VLMFineTuner):
             save_head(self.model, directory)
 
 
-class NLIModule(VLMFineTuner):
+class NLIModule(AnswerModule):
     """Zero-shot: the NLI checkpoint as released, nothing trainable; `evaluate.py model=bart head=nli`."""
 
     def __init__(self, spec, task, *, decoder, quantization=None) -> None:
-        L.LightningModule.__init__(self)
         if not is_text_encoder(spec):
             raise ValueError(f"head=nli needs an NLI text encoder (model=bart), got model={spec.name}")
-        self.spec, self.task = spec, task
-        decoder.check(task)
-        self.decoder = decoder
+        super().__init__(task, decoder)
+        self.spec = spec
         self.processor = spec.load_processor()
         self.model = spec.load_sequence_classifier(quantization=quantization)
         self.model.requires_grad_(False)
         self.model.eval()
-        self.vision_cache = None
         self.is_peft = False
         self.decoding_context = DecodingContext(self.model, self.processor, spec.prompt, task)
-        self.val_metrics = task.build_metrics()
-        self.test_metrics = task.build_metrics()
 
     def training_step(self, batch, batch_idx):
         raise ValueError("head=nli is zero-shot: evaluate it (evaluate.py model=bart head=nli data=...)")
