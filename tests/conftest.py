@@ -12,6 +12,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
+# the text encoders' presets (head=linear|nli only: no image, no generation), left out of the VLM invariants
+TEXT_ENCODER_PRESETS = ("bart_tiny", "distilbert_tiny", "modernbert_tiny")
 
 
 @pytest.fixture(scope="session", autouse=True)

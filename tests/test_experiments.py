@@ -102,6 +102,29 @@ SEEDS = {
     # seed 003 (003_*.txt, the README's example config): QLoRA, learning_rate 1e-5, batch_size 8, epochs 100
     "perceptsent/p3_mllama_qlora": ("mllama", "perceptsent", "text", "qlora", 16, 32, 1e-5, 8, 1, 100),
     "perceptsent/p5_mllama_qlora": ("mllama", "perceptsent", "text", "qlora", 16, 32, 1e-5, 8, 1, 100),
+    # seed 003's routes (issue 21): lr 1e-5, batch 8, 100 epochs; the LLaMA QLoRA run r 32, alpha 8, lr 2e-4;
+    # the direct VLM route takes the seed's training values with mmlearn's LoRA defaults
+    **{
+        f"perceptsent/{p}_{route}": row
+        for p in ("p3", "p5")
+        for route, row in {
+            "caption_modernbert_full": (
+                "modernbert",
+                "perceptsent",
+                "text",
+                "none",
+                None,
+                None,
+                1e-5,
+                8,
+                1,
+                100,
+            ),
+            "caption_bart_head": ("bart", "perceptsent", "text", "none", None, None, 1e-5, 8, 1, 100),
+            "caption_llama_qlora": ("mllama", "perceptsent", "text", "qlora", 32, 8, 2e-4, 8, 1, 100),
+            "direct_qwen2vl_qlora": ("qwen2vl", "perceptsent", "image", "qlora", 16, 32, 1e-5, 8, 1, 100),
+        }.items()
+    },
 }
 
 
@@ -217,6 +240,8 @@ RUNS = [
     "sports_captions/idefics_qlora",
     "scienceqa/llava_mini",
     "perceptsent/p3_mllama_qlora",
+    "perceptsent/p3_caption_bart_head",
+    "perceptsent/p5_caption_modernbert_full",
 ]
 
 

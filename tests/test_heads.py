@@ -216,3 +216,50 @@ def test_zero_shot_nli_runs_and_its_scores_are_entailment_softmaxes(nli_eval):
     expected = torch.stack(logits).softmax(dim=0).tolist()
     assert [rows[0]["scores"][label] for label in TEXT_CUES] == pytest.approx(expected, abs=1e-5)
     assert rows[0]["parsed"] == [list(TEXT_CUES)[int(torch.tensor(expected).argmax())]]
+
+
+def test_class_balanced_sampling_draws_every_class_about_equally():
+    from collections import Counter
+
+    from mmlearn.data.sampling import ClassBalancedSampler
+
+    labels = [("a",)] * 80 + [("b",)] * 15 + [("c",)] * 5  # 80 / 15 / 5
+    sampler = ClassBalancedSampler(range(100), labels, seed=3)
+    draws = [i for _ in range(50) for i in (sampler.set_epoch(_) or list(sampler))]
+    shares = Counter(labels[i][0] for i in draws)
+    assert all(abs(shares[k] / len(draws) - 1 / 3) < 0.03 for k in "abc"), shares
+    sampler.set_epoch(7)
+    assert list(sampler) == list(sampler) and len(list(sampler)) == 100  # seeded by (seed, epoch)
+    multi = ClassBalancedSampler(range(3), [("a", "b"), ("a",), ()], seed=0)
+    assert multi.weights.tolist() == [1.0, 1.0, 1.0]  # rarest label b, a and the no-label group: one each
+
+
+def test_class_balanced_sampling_is_a_data_loader_setting():
+    cfg = _cfg("data.class_balanced=true")
+    assert cfg.data.class_balanced is True
+    from hydra.utils import instantiate
+
+    with pytest.raises(Exception, match="cannot both be on"):  # Hydra wraps the ValueError
+        instantiate(_cfg("data.class_balanced=true", "data.group_by_length=true").data, _convert_="all")
+
+
+@pytest.mark.parametrize("problem", ["p3", "p5"])
+def test_seed_003_caption_experiments_carry_the_seed_values(problem):
+    paths = ["paths.root_dir=/tmp/x", "paths.output_dir=/tmp/x/out"]
+    full = compose([f"experiment=perceptsent/{problem}_caption_modernbert_full", *paths])
+    head_only = compose([f"experiment=perceptsent/{problem}_caption_bart_head", *paths])
+    llama = compose([f"experiment=perceptsent/{problem}_caption_llama_qlora", *paths])
+    for cfg in (full, head_only):
+        assert cfg.head.name == "linear" and cfg.head.loss.class_weights == "inverse"
+        assert cfg.optimizer.weight_decay == pytest.approx(1e-6) and cfg.optimizer.lr == pytest.approx(1e-5)
+        assert cfg.callbacks.early_stopping.patience == 10 and cfg.data.batch_size == 8
+        assert cfg.model.prompt.max_length == 512 and cfg.data.problem == problem.upper()
+    assert dict(full.peft.towers) == {"vision": "frozen", "projector": "frozen", "language": "full"}
+    assert set(head_only.peft.towers.values()) == {"frozen"}  # the head alone trains
+    assert llama.head.name == "generate" and llama.peft.name == "qlora"
+    assert (llama.peft.adapter.r, llama.peft.adapter.lora_alpha, llama.peft.adapter.lora_dropout) == (
+        32,
+        8,
+        0.1,
+    )
+    assert llama.optimizer.lr == pytest.approx(2e-4) and llama.callbacks.early_stopping.patience == 10

@@ -104,7 +104,7 @@ def _datamodule(root, **overrides):
         task="multilabel", instruction="Labels: {labels}.", labels=None, labels_file=str(root / "labels.txt"),
         name="varied", modality=Modality("text_image"), on_bad_sample="error", batch_size=4,
         eval_batch_size=8, num_workers=0, monitor="f1_macro", max_length=None, group_by_length=True,
-        megabatch_size=16, pin_memory=True, seed=0,
+        megabatch_size=16, class_balanced=False, pin_memory=True, seed=0,
         encoding="utf-8-sig", max_image_pixels=40_000_000, image_background=[255, 255, 255],
         fold=None, num_folds=5, val_fraction=0.1, split_seed=0,
     )  # fmt: skip

@@ -10,11 +10,14 @@ to give every rank the same number of batches (as `DistributedSampler` does).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
+
+from mmlearn.data.resumable import EpochRandomSampler
 
 
 def _world() -> tuple[int, int]:
@@ -87,3 +90,22 @@ def padding_fraction(batches) -> float:
         real += int(mask.sum())
         total += mask.numel()
     return 1.0 - real / total if total else 0.0
+
+
+class ClassBalancedSampler(EpochRandomSampler):
+    """`data.class_balanced=true`: an epoch of len(dataset) draws with replacement, each sample drawn with
+    probability proportional to 1 / (training samples of its class), so every class is drawn about
+    equally often; seeded by (seed, epoch) like `EpochRandomSampler`. A multi-label sample counts in the
+    rarest of its labels; samples without a label form a group of their own."""
+
+    def __init__(self, data_source, labels: Sequence[tuple[str, ...]], seed: int | None = None) -> None:
+        super().__init__(data_source, seed=seed)
+        counts = Counter(label for row in labels for label in row)
+        groups = [min(row, key=lambda label: (counts[label], label)) if row else None for row in labels]
+        sizes = Counter(groups)
+        self.weights = torch.tensor([1.0 / sizes[group] for group in groups], dtype=torch.double)
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        n = len(self.weights)
+        yield from torch.multinomial(self.weights, n, replacement=True, generator=generator).tolist()
