@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from PIL import Image
 
@@ -102,6 +103,16 @@ def test_a_text_modality_drops_the_image_slots(files):
     samples = read(files["openai"], "modality=text").splits["train"]
     assert all(s.images == () and s.image_path is None for s in samples)
     assert samples[0].turns[0] == Turn("user", ("Compare", "which is red?"))
+
+
+def test_settings_are_checked_by_key(files):
+    for override, words in [
+        ("data.format=alpaca", "data.format must be one of"),
+        ("data.train_on=first", "data.train_on must be one of"),
+        ("modality=image", "modality=image would send no turn"),
+    ]:
+        with pytest.raises(InstantiationException, match=words):
+            read(files["llava"], override)
 
 
 def test_a_layout_given_that_the_rows_do_not_have_is_an_error_naming_the_row(files):

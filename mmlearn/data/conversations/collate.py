@@ -30,14 +30,11 @@ class ConversationPromptCollator(PromptCollator):
         self.train_on = train_on
 
     def images(self, samples: list[Sample]) -> list[list]:
-        load = self._load
+        load = load_rgb if self.inputs is None else self.inputs.load_rgb
         return [
             [load(path) for path in s.images] if isinstance(s, ConversationSample) else super().images([s])[0]
             for s in samples
         ]
-
-    def _load(self, path):
-        return load_rgb(path) if self.inputs is None else self.inputs.load_rgb(path)
 
     def turns(self, sample: Sample, n_images: int):
         if isinstance(sample, ConversationSample):

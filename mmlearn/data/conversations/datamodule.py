@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mmlearn.data.conversations.formats import check_format
 from mmlearn.data.conversations.reader import ConversationReader
 from mmlearn.data.conversations.splits import ConversationSplits
 from mmlearn.data.datamodule import SPLITS
@@ -42,9 +43,11 @@ class ConversationDataModule(ConversationSplits):
         self.format = format
         self.train_on = train_on
         self.task_settings = (None, list(metrics), parser, max_new_tokens)  # the file holds the prompts
-        self.reader = ConversationReader(
-            image_root=Path(image_root), fmt=format, modality=self.modality, inputs=self.inputs
-        )
+        check_format(format)
+        if not self.modality.text:
+            raise ValueError(
+                "conversations are text: modality=image would send no turn; use text or text_image"
+            )
 
     def build_task(self) -> GenerationTask:
         return GenerationTask(*self.task_settings)
@@ -56,8 +59,14 @@ class ConversationDataModule(ConversationSplits):
         return self.available_splits()
 
     def read_split(self, split: str) -> tuple[list[Sample], SplitReport]:
-        self.reader.check_answer = self.task.answer_problem
-        return self.reader.read(Path(self.files[split]))
+        reader = ConversationReader(
+            image_root=Path(self.image_root),
+            fmt=self.format,
+            modality=self.modality,
+            inputs=self.inputs,
+            check_answer=self.task.answer_problem,
+        )
+        return reader.read(Path(self.files[split]))
 
     def record_settings(self) -> dict:
         return {"format": self.format, "train_on": self.train_on}
