@@ -240,8 +240,6 @@ RUNS = [
     "sports_captions/idefics_qlora",
     "scienceqa/llava_mini",
     "perceptsent/p3_mllama_qlora",
-    "perceptsent/p3_caption_bart_head",
-    "perceptsent/p5_caption_modernbert_full",
 ]
 
 

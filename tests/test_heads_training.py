@@ -146,3 +146,27 @@ def test_eval_speed_label_sets_carry_the_head_row(tmp_path, tiny_qwen2vl):
     row = rows["5"]
     assert row["head"]["samples_per_second"] > 0 and row["head"]["parse_failure_rate"] == 0.0
     assert row["head_vs_score"] > 0 and row["head_vs_constrained"] > 0 and row["head_vs_generate"] > 0
+
+
+@pytest.mark.parametrize("experiment", ["p3_caption_bart_head", "p5_caption_modernbert_full"])
+def test_seed_003_head_experiments_run_an_epoch_on_a_small_copy(tmp_path, experiment):
+    """One whole epoch (validation included: early stopping watches val/f1_weighted) on PerceptSent's
+    small copy and its captions, with the experiment's model swapped for its tiny preset."""
+    from tests import layouts_more
+
+    root = tmp_path / "perceptsent"
+    layouts_more.write_perceptsent(root)
+    layouts_more.write_perceptsent_captions(root)
+    model = experiment.split("_")[2]
+    run = tmp_path / "run"
+    run_script(
+        "train.py",
+        f"experiment=perceptsent/{experiment}",
+        f"model={model}_tiny",
+        "trainer.max_epochs=1",
+        "logger=csv",
+        f"data.root={root}",
+        f"hydra.run.dir={run}",
+    )
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test/parse_failure_rate"] == 0.0 and "test/f1_weighted" in metrics
