@@ -171,6 +171,18 @@ def test_perceptsent_images_get_their_text_on_the_shared_path(tmp_path):
     assert [(s["id"], s["reason_kind"]) for s in datamodule.skipped()] == [("a3", "caption")]
 
 
+def test_sports_captions_own_captions_file_stays_its_references(tmp_path):
+    """data=sports_captions names its references file captions_file: it sets no sample's text."""
+    from tests.layouts_qa_captions import write_sports_captions
+
+    root = write_sports_captions(tmp_path / "sports")
+    cfg = compose([*BASE, "data=sports_captions", f"data.root={root}", "modality=image"])
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.setup()
+    assert datamodule.captions_csv is None and "captions_file" not in datamodule.summary()["settings"]
+    assert all(s.text is None and s.labels for split in datamodule.splits.values() for s in split)
+
+
 def test_conversations_refuse_a_captions_file_by_name(tmp_path):
     """A conversation's turns are what trains: a caption in its `text` would be silently unused."""
     from tests import layouts_conversations

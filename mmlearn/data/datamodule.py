@@ -1,7 +1,8 @@
 """LightningDataModules: a base that owns splits, reports and loaders, and the generic table layout.
 
 A dataset subclasses `VLMDataModule` and implements `build_task()` and `read_split(split)`; everything
-else (bad-sample accounting, the text from data.captions_file, the summary, the loaders, the late-bound processor) is shared.
+else (bad-sample accounting, the text from data.captions_file, the summary, the loaders, the late-bound
+processor) is shared.
 """
 
 from __future__ import annotations
@@ -102,8 +103,8 @@ class VLMDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.seed = seed
         self.prepare = prepare
-        self.captions_file = None if captions_file is None else Path(captions_file)
-        if self.captions_file is not None and not modality.text:
+        self.captions_csv = None if captions_file is None else Path(captions_file)
+        if self.captions_csv is not None and not modality.text:
             raise ValueError(
                 f"data.captions_file={captions_file} gives each sample's text, but modality={modality.name} "
                 "reads no text: use modality=text or modality=text_image, or set data.captions_file=null"
@@ -180,14 +181,14 @@ class VLMDataModule(L.LightningDataModule):
                 self.splits[split], self.reports[split] = self._read(split)
 
     @cached_property
-    def captions(self) -> dict[str, str]:
+    def caption_of(self) -> dict[str, str]:
         """data.captions_file's id -> caption (see caption_table), read once."""
-        return read_captions(self.captions_file, self.inputs)
+        return read_captions(self.captions_csv, self.inputs)
 
     def _read(self, split: str) -> tuple[list[Sample], SplitReport]:
         samples, report = self.read_split(split)
-        if self.captions_file is not None:  # every reader's text becomes the caption of its id
-            samples, report = apply_captions(samples, report, self.captions, self.captions_file, self.inputs)
+        if self.captions_csv is not None:  # every reader's text becomes the caption of its id
+            samples, report = apply_captions(samples, report, self.caption_of, self.captions_csv, self.inputs)
         if not samples:
             raise ValueError(f"split {split!r} ({report.file}) has no usable samples")
         log.info(
@@ -212,8 +213,8 @@ class VLMDataModule(L.LightningDataModule):
     def summary(self) -> dict:
         out = {split: report.summary() for split, report in self.reports.items()}
         settings = self.record_settings()
-        if self.captions_file is not None:
-            settings = {**settings, "captions_file": str(self.captions_file)}
+        if self.captions_csv is not None:
+            settings = {**settings, "captions_file": str(self.captions_csv)}
         if settings:
             out["settings"] = settings
         return out

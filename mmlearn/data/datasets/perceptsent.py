@@ -54,7 +54,7 @@ class PerceptSentDataModule(VLMDataModule):
         **common,
     ) -> None:
         super().__init__(**common)
-        if self.modality.text and self.captions_file is None:
+        if self.modality.text and self.captions_csv is None:
             raise ValueError(
                 f"PerceptSent has images only; modality={self.modality.name} needs a caption per image "
                 "(data.captions_file, a CSV with id,text such as seed 003's) or use modality=image"
