@@ -171,8 +171,8 @@ def test_perceptsent_images_get_their_text_on_the_shared_path(tmp_path):
     assert [(s["id"], s["reason_kind"]) for s in datamodule.skipped()] == [("a3", "caption")]
 
 
-def test_sports_captions_own_captions_file_stays_its_references(tmp_path):
-    """data=sports_captions names its references file captions_file: it sets no sample's text."""
+def test_sports_captions_references_are_not_a_captions_file(tmp_path):
+    """data=sports_captions' reference captions (data.references_file) set no sample's text."""
     from tests.layouts_qa_captions import write_sports_captions
 
     root = write_sports_captions(tmp_path / "sports")

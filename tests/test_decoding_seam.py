@@ -127,6 +127,14 @@ def test_a_run_recorded_before_the_budget_moved_keeps_its_budget():
     assert with_moved_settings(moved) is moved  # nothing to move
 
 
+def test_a_sports_captions_run_recorded_before_references_file_keeps_its_references():
+    target = "mmlearn.data.datasets.sports_captions.SportsCaptionsDataModule"
+    old = OmegaConf.create({"data": {"_target_": target, "captions_file": "/d/results.csv"}})
+    moved = with_moved_settings(old)
+    assert moved.data.references_file == "/d/results.csv" and "captions_file" not in moved.data
+    assert with_moved_settings(moved) is moved
+
+
 def test_the_package_exports_the_seam():
     assert {"DecodingContext", "generate_answers", "ScoreDecoder", "with_thresholds"} <= set(decoding.__all__)
     assert issubclass(ScoreDecoder, decoding.Decoder)

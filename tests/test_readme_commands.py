@@ -27,14 +27,19 @@ export into the same run is refused).
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
+import json
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +49,9 @@ import yaml
 from tests.conftest import REPO
 
 DOCS = ("README.md", "sweep/README.md")
-SCRIPTS = ("train.py", "evaluate.py", "compare.py", "export.py", "sweep/summarize.py")
+SCRIPTS = ("train.py", "evaluate.py", "compare.py", "export.py", "sweep/summarize.py", "predict.py",
+           "caption.py", "serve.py")  # fmt: skip
+SERVERS = ("serve.py",)  # run until stopped: started, asked /health, stopped with SIGTERM
 SIZE_LIMITS = ["trainer.max_steps=1", "data.prepare.splits={train: 8, val: 4, test: 4}"]
 OPTUNA_LIMIT = "hydra.sweeper.n_trials=2"
 # what a placeholder directory holds, in order of preference
@@ -52,9 +59,12 @@ PLACEHOLDER_TIERS = (("metrics.json", "adapter"), ("metrics.json",), ("multirun.
 INSPECT = {"--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc"}
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # fmt: skip
-# what a run of each entry point leaves (a file of that name, new or rewritten, below the copy)
+# what a run of each entry point leaves (a file matching it, new or rewritten, below the copy)
 WRITES = {"train.py": "metrics.json", "evaluate.py": "metrics.json", "compare.py": "report.md",
-          "export.py": "config.json", "sweep/summarize.py": "summary.csv"}  # fmt: skip
+          "export.py": "config.json", "sweep/summarize.py": "summary.csv", "predict.py": "prediction.json",
+          "caption.py": "*.csv.json"}  # fmt: skip
+SERVE_PORT = 8000  # conf/serve.yaml's port, unless the command sets port=
+SERVER_READY_S = 300
 
 
 @dataclass(frozen=True)
@@ -371,7 +381,8 @@ def test_every_documented_command_works_as_written(clone, user_env):
                 continue
             done.add(line)
             before, start = _snapshot(clone), time.perf_counter()
-            out = _run(["bash", "-c", line], clone, user_env)
+            serves = command.program in SERVERS and not command.needs and not _inspects(shlex.split(line))
+            out = _serve(line, clone, user_env) if serves else _run(["bash", "-c", line], clone, user_env)
             seconds = time.perf_counter() - start
             report.append(f"{seconds:7.1f}s  {mode:7}  {command.source:20}  {line}")
             problem = _problem(command, line, out, before, clone)
@@ -393,7 +404,49 @@ def _problem(command: Command, line: str, out, before: dict, root: Path) -> str:
     if _inspects(words):
         return "" if out.stdout.strip() else f"printed nothing{tail}"
     program = command.program if command.program != "make" else next(s for s in SCRIPTS if s in line)
+    if program in SERVERS:
+        return ""  # _serve checked /health and a clean exit on SIGTERM
     changed = [p for p, mtime in _snapshot(root).items() if before.get(p) != mtime]
-    if not any(p.name == WRITES[program] for p in changed):
+    if not any(fnmatch.fnmatch(p.name, WRITES[program]) for p in changed):
         return f"exited 0 but wrote no {WRITES[program]}{tail}"
     return ""
+
+
+def _health(port: int) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as reply:
+            return {"status": reply.status, "body": reply.read().decode()}
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
+def _serve(line: str, root: Path, env: dict) -> subprocess.CompletedProcess:
+    """A server command as a user runs it: started, ready once GET /health answers 200, then stopped
+    with SIGTERM (its drain); the result carries its exit status and output, as `_run`'s does. A server
+    that exits early, or never becomes healthy, fails with its output."""
+    port = next((int(w.split("=", 1)[1]) for w in shlex.split(line) if w.startswith("port=")), SERVE_PORT)
+    assert _health(port) is None, f"port {port} is taken before `{line}` starts"
+    log = root / f"serve-{port}-{time.monotonic_ns()}.log"
+    with log.open("w") as handle:
+        server = subprocess.Popen(["bash", "-c", f"exec {line}"], cwd=root, env=env, stdout=handle,
+                                  stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        deadline, ready = time.monotonic() + SERVER_READY_S, None
+        while time.monotonic() < deadline and server.poll() is None:
+            answer = _health(port)
+            if answer and answer["status"] == 200:
+                ready = answer
+                break
+            time.sleep(1)
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+    output = log.read_text()
+    log.unlink()
+    code = server.returncode if ready else (server.returncode or 1)
+    if not ready:
+        output += f"\n(never answered GET /health with 200 within {SERVER_READY_S} s)"
+    return subprocess.CompletedProcess(line, code, stdout=json.dumps(ready), stderr=output)

@@ -25,14 +25,22 @@ def load_run_config(run_dir: Path) -> DictConfig:
 
 def with_moved_settings(run_cfg: DictConfig) -> DictConfig:
     """A run recorded before a setting moved gets it at its new home: `extra_new_tokens` (top level until
-    0.1) is `decoding.extra_new_tokens` of decoding=generate, the one decoder that reads it."""
-    if "extra_new_tokens" not in run_cfg:
+    0.1) is `decoding.extra_new_tokens` of decoding=generate, the one decoder that reads it; the sports
+    captions' reference file (`data.captions_file` until 0.1) is `data.references_file`, since
+    `data.captions_file` now gives any reader its text."""
+    old_references = str(OmegaConf.select(run_cfg, "data._target_", default="")).endswith(
+        ".SportsCaptionsDataModule"
+    ) and "references_file" not in run_cfg.data
+    if "extra_new_tokens" not in run_cfg and not old_references:
         return run_cfg
     moved = OmegaConf.create(OmegaConf.to_container(run_cfg))
-    value = moved.pop("extra_new_tokens")
-    decoding = moved.get("decoding")
-    if decoding is not None and str(decoding.get("_target_", "")).endswith(".GenerateDecoder"):
-        decoding.setdefault("extra_new_tokens", value)
+    if "extra_new_tokens" in moved:
+        value = moved.pop("extra_new_tokens")
+        decoding = moved.get("decoding")
+        if decoding is not None and str(decoding.get("_target_", "")).endswith(".GenerateDecoder"):
+            decoding.setdefault("extra_new_tokens", value)
+    if old_references:
+        moved.data.references_file = moved.data.pop("captions_file")
     return moved
 
 

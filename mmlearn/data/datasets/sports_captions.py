@@ -86,7 +86,7 @@ class SportsCaptionsDataModule(VLMDataModule):
     def __init__(
         self,
         *,
-        captions_file: str,
+        references_file: str,
         image_dir: str,
         split_fractions: dict[str, float],
         split_seed: int,
@@ -105,7 +105,7 @@ class SportsCaptionsDataModule(VLMDataModule):
             raise ValueError(f"data.split_fractions must sum to 1, got {split_fractions}")
         if train_on not in TRAIN_ON:
             raise ValueError(f"data.train_on must be one of {TRAIN_ON}, got {train_on!r}")
-        self.captions_file = Path(captions_file)
+        self.references_file = Path(references_file)
         self.image_dir = Path(image_dir)
         self.split_fractions = dict(split_fractions)
         self.split_seed = split_seed
@@ -115,7 +115,7 @@ class SportsCaptionsDataModule(VLMDataModule):
 
     @cached_property
     def lines(self) -> list[CaptionLine]:
-        return read_caption_lines(self.captions_file, self.inputs.encoding)
+        return read_caption_lines(self.references_file, self.inputs.encoding)
 
     @cached_property
     def split_of_image(self) -> dict[str, str]:
@@ -126,12 +126,12 @@ class SportsCaptionsDataModule(VLMDataModule):
     def build_task(self) -> CaptioningTask:
         captions = [line.comment for line in self.lines if line.error is None]
         if not captions:
-            raise ValueError(f"{self.captions_file} holds no usable caption")
+            raise ValueError(f"{self.references_file} holds no usable caption")
         return CaptioningTask(self.instruction, max(captions, key=len))
 
     def read_split(self, split: str) -> tuple[list[Sample], SplitReport]:
         samples, report = self.inputs.collect(
-            self._rows(split), self._sample, file=str(self.captions_file), count_labels=False
+            self._rows(split), self._sample, file=str(self.references_file), count_labels=False
         )
         self.caption_counts[split] = sum(len(s.labels) for s in samples)
         if split == "train" and self.train_on == "each_caption":
@@ -150,11 +150,11 @@ class SportsCaptionsDataModule(VLMDataModule):
             if self.split_of_image.get(line.image, "train") != split:
                 continue
             if line.error is not None:
-                yield f"{self.captions_file}:{line.number}", {"id": line.image, "__error__": line.error}
+                yield f"{self.references_file}:{line.number}", {"id": line.image, "__error__": line.error}
             else:
                 by_image.setdefault(line.image, []).append(line)
         for image, group in by_image.items():
-            yield f"{self.captions_file}:{group[0].number}", {"id": image, "lines": group}
+            yield f"{self.references_file}:{group[0].number}", {"id": image, "lines": group}
 
     def _sample(self, row: dict, source: str) -> Sample:
         path = self.inputs.image_file(self.image_dir, row["id"])
