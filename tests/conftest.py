@@ -79,6 +79,22 @@ def run_script(script: str, *overrides: str, check: bool = True, timeout: int = 
     return out
 
 
+def train_demo_run(tmp_path_factory, demo_dir) -> Path:
+    """A trained run to evaluate, serve or predict with: two LoRA steps of the tiny Qwen2-VL on the small
+    demo split, through train.py as a user runs it, in a folder of its own (tests write eval/ into it)."""
+    run_dir = tmp_path_factory.mktemp("run") / "demo"
+    run_script(
+        "train.py",
+        "logger=csv",
+        "trainer.max_steps=2",
+        f"data.root={demo_dir}",
+        "data.prepare.splits={train: 16, val: 8, test: 8}",
+        "data.batch_size=4",
+        f"hydra.run.dir={run_dir}",
+    )
+    return run_dir
+
+
 def chat_prompt(**changes):
     """The chat-template prompt as conf/model/qwen2vl.yaml configures it (its values live there only)."""
     from hydra.utils import instantiate

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from tests.backend_server import ChatServer, model_answer
-from tests.conftest import run_script, split_metrics
+from tests.conftest import run_script, split_metrics, train_demo_run
 
 KEY_ENV = "MMLEARN_TEST_ENDPOINT_KEY"
 SECRET = "sk-test-3f9c1e7a-never-in-a-file"
@@ -21,17 +21,7 @@ FIELDS = ("id", "output", "parsed", "parse_ok", "gold", "prompt_id")
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_qwen2vl, demo_dir):
-    run_dir = tmp_path_factory.mktemp("run") / "demo"
-    run_script(
-        "train.py",
-        "logger=csv",
-        "trainer.max_steps=2",
-        f"data.root={demo_dir}",
-        "data.prepare.splits={train: 16, val: 8, test: 8}",
-        "data.batch_size=4",
-        f"hydra.run.dir={run_dir}",
-    )
-    return run_dir
+    return train_demo_run(tmp_path_factory, demo_dir)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from mmlearn.data.demo import build_demo
-from tests.conftest import run_script, split_metrics
+from tests.conftest import run_script, split_metrics, train_demo_run
 
 pytestmark = pytest.mark.slow
 TRAIN_SPLIT_READ = re.compile(r"\btrain: \d+ rows read")
@@ -19,17 +19,7 @@ PROGRESS_BAR = re.compile(r"Testing\b.*\b1/1\b")  # Lightning's (rich or tqdm): 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_qwen2vl, demo_dir):
-    run_dir = tmp_path_factory.mktemp("run") / "demo"
-    run_script(
-        "train.py",
-        "logger=csv",
-        "trainer.max_steps=2",
-        f"data.root={demo_dir}",
-        "data.prepare.splits={train: 16, val: 8, test: 8}",
-        "data.batch_size=4",
-        f"hydra.run.dir={run_dir}",
-    )
-    return run_dir
+    return train_demo_run(tmp_path_factory, demo_dir)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from mmlearn.data.policy import InputPolicy
 from mmlearn.prediction import PartFile, read_input
 from mmlearn.prediction.outputs import to_csv
 from mmlearn.tasks import MultiLabelTask
-from tests.conftest import REPO, compose, run_script
+from tests.conftest import REPO, compose, run_script, train_demo_run
 
 INPUTS = InputPolicy.from_config(
     on_bad_sample="error", encoding="utf-8", max_image_pixels=10**6, image_background=[255, 255, 255]
@@ -150,17 +150,7 @@ def test_predict_yaml_composes_evaluate_and_names_its_missing_keys(tmp_path):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_qwen2vl, demo_dir):
-    run_dir = tmp_path_factory.mktemp("run") / "demo"
-    run_script(
-        "train.py",
-        "logger=csv",
-        "trainer.max_steps=2",
-        f"data.root={demo_dir}",
-        "data.prepare.splits={train: 16, val: 8, test: 8}",
-        "data.batch_size=4",
-        f"hydra.run.dir={run_dir}",
-    )
-    return run_dir
+    return train_demo_run(tmp_path_factory, demo_dir)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from mmlearn.serving.local import LocalServer, health
-from tests.conftest import REPO, run_script
+from tests.conftest import REPO, run_script, train_demo_run
 
 pytestmark = pytest.mark.slow
 KEY = "test-key-5f0c9a"  # the server's MMLEARN_API_KEY
@@ -31,17 +31,7 @@ MAX_BODY = 400_000
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_qwen2vl, demo_dir):
-    run_dir = tmp_path_factory.mktemp("run") / "demo"
-    run_script(
-        "train.py",
-        "logger=csv",
-        "trainer.max_steps=2",
-        f"data.root={demo_dir}",
-        "data.prepare.splits={train: 16, val: 8, test: 8}",
-        "data.batch_size=4",
-        f"hydra.run.dir={run_dir}",
-    )
-    return run_dir
+    return train_demo_run(tmp_path_factory, demo_dir)
 
 
 @pytest.fixture(scope="module")
