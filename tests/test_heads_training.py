@@ -87,6 +87,7 @@ def test_every_tiny_text_encoder_learns_labels_decided_by_the_text(encoder_runs,
     described = json.loads((run / "model" / "mmlearn.json").read_text())
     assert described["decoding"]["decoder"] == "head"
     assert described["prompt"]["processor_call"]["padding_side"] == "right"
+    assert described["loading"]["auto_class"] == "AutoModel"  # the bare encoder under the head
 
 
 @pytest.mark.parametrize("model", ["qwen2vl_tiny", "llava_tiny"])

@@ -44,7 +44,7 @@ def _settings(node) -> dict | None:
 
 def loading(spec, quantization) -> dict:
     return {
-        "auto_class": AUTO_CLASS,
+        "auto_class": getattr(spec, "auto_class", AUTO_CLASS),  # a text encoder's: AutoModel
         "torch_dtype": spec.torch_dtype,
         "attn_implementation": spec.attn_implementation,
         "trust_remote_code": spec.trust_remote_code,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
@@ -68,6 +68,7 @@ class TextEncoderSpec(ModelSpec):
     (`cls`: the first token; `last`: the last non-padding token, BART's final </s>)."""
 
     pooling: str
+    auto_class: ClassVar[str] = "AutoModel"  # the bare encoder the head sits on (mmlearn.json)
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
