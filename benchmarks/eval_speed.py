@@ -66,7 +66,8 @@ def best_of_runs(module, datamodule, cfg, decoders: dict, repeats: int, out: Pat
 
 
 def per_sample_generation(module, samples, max_new_tokens: int) -> dict:
-    """The seeds' loop: encode one prompt, generate, decode, parse; no batching, no early budget."""
+    """The seeds' loop: encode one prompt, move it to the model's device, generate, decode, parse; no
+    batching, no early budget."""
     from mmlearn.data.collate import PromptCollator
 
     collate = PromptCollator(module.processor, module.spec.prompt, module.task)
@@ -74,7 +75,7 @@ def per_sample_generation(module, samples, max_new_tokens: int) -> dict:
     failures = 0
     start = time.perf_counter()
     for sample in samples:
-        inputs = collate([sample])["inputs"]
+        inputs = {k: v.to(module.model.device) for k, v in collate([sample])["inputs"].items()}
         out = module.model.generate(
             **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
         )

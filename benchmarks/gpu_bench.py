@@ -135,28 +135,6 @@ def cache_figures(settings: dict, isolate: bool) -> dict:
     return dict(cache, vision_cache_speedup=cache["samples_per_s_on"] / cache["samples_per_s_off"])
 
 
-class _InputsOnDevice:
-    """The module as `eval_speed.per_sample_generation` uses it, with each prompt moved to the model's
-    device first (that loop is written for CPU, where nothing has to move)."""
-
-    def __init__(self, module) -> None:
-        self._module = module
-        device = module.model.device
-
-        class Model:
-            def generate(self, **inputs):
-                return module.model.generate(**{k: _to(v, device) for k, v in inputs.items()})
-
-        self.model = Model()
-
-    def __getattr__(self, name):
-        return getattr(self._module, name)
-
-
-def _to(value, device):
-    return value.to(device) if hasattr(value, "to") else value
-
-
 def eval_figures(settings: dict, run: dict) -> dict:
     import torch
 
@@ -176,9 +154,7 @@ def eval_figures(settings: dict, run: dict) -> dict:
     if torch.cuda.is_available():
         module.to("cuda")
     with torch.no_grad():
-        loop = eval_speed.per_sample_generation(
-            _InputsOnDevice(module), datamodule.splits["test"], SEED_MAX_NEW_TOKENS
-        )
+        loop = eval_speed.per_sample_generation(module, datamodule.splits["test"], SEED_MAX_NEW_TOKENS)
     base = loop["samples_per_second"]
     return {
         "batched": batched,
