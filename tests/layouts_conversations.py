@@ -174,5 +174,3 @@ def write_seed002(root: Path) -> Path:
             rows.append(row)
         (root / name).write_text(json.dumps(rows, indent=2))
     return root
-
-

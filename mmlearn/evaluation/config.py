@@ -28,9 +28,10 @@ def with_moved_settings(run_cfg: DictConfig) -> DictConfig:
     0.1) is `decoding.extra_new_tokens` of decoding=generate, the one decoder that reads it; the sports
     captions' reference file (`data.captions_file` until 0.1) is `data.references_file`, since
     `data.captions_file` now gives any reader its text."""
-    old_references = str(OmegaConf.select(run_cfg, "data._target_", default="")).endswith(
-        ".SportsCaptionsDataModule"
-    ) and "references_file" not in run_cfg.data
+    old_references = (
+        str(OmegaConf.select(run_cfg, "data._target_", default="")).endswith(".SportsCaptionsDataModule")
+        and "references_file" not in run_cfg.data
+    )
     if "extra_new_tokens" not in run_cfg and not old_references:
         return run_cfg
     moved = OmegaConf.create(OmegaConf.to_container(run_cfg))
