@@ -338,9 +338,7 @@ class TableDataModule(VLMDataModule):
         return tuple(split for split, path in self.files.items() if path is not None)
 
     def record_settings(self) -> dict:
-        if not self.folds.enabled:
-            return {}
-        return {"fold": self.folds.fold, "num_folds": self.folds.num_folds, "split_seed": self.folds.seed}
+        return self.folds.recorded()
 
     @cached_property
     def folded(self) -> dict[str, tuple[list[Sample], SplitReport]]:

@@ -79,6 +79,12 @@ class FoldSettings:
     def enabled(self) -> bool:
         return self.fold is not None
 
+    def recorded(self) -> dict:
+        """What data_summary.json records of the folds (nothing when they are off)."""
+        return (
+            {"fold": self.fold, "num_folds": self.num_folds, "split_seed": self.seed} if self.enabled else {}
+        )
+
 
 def refold(samples: list[Sample], report: SplitReport, folds: FoldSettings) -> dict[str, tuple]:
     """The labelled samples of one source re-split into train/val/test by `folds`, stratified by label

@@ -6,15 +6,13 @@ prompt as it is, tokenized with the checkpoint's own framing ([CLS] ... [SEP], <
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
 from mmlearn.heads.pooling import POOLINGS
-from mmlearn.models.spec import ModelSpec, rank_device
+from mmlearn.models.spec import ModelSpec
 
 
 class TextEncoderPrompt:
@@ -79,20 +77,6 @@ class TextEncoderSpec(ModelSpec):
         return AutoTokenizer.from_pretrained(
             self.pretrained, revision=self.revision, trust_remote_code=self.trust_remote_code
         )
-
-    def _kwargs(self, quantization, device_map) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "revision": self.revision,
-            "trust_remote_code": self.trust_remote_code,
-            "dtype": getattr(torch, self.torch_dtype),
-            "use_safetensors": True,
-        }
-        if self.attn_implementation:
-            kwargs["attn_implementation"] = self.attn_implementation
-        if quantization is not None:
-            kwargs["quantization_config"] = quantization
-            kwargs["device_map"] = device_map or {"": rank_device(os.environ, torch.cuda.is_available())}
-        return kwargs
 
     def load_model(self, quantization=None, device_map=None):
         """The bare encoder (or encoder-decoder) under the checkpoint's task head, if any."""

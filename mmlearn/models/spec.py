@@ -63,8 +63,8 @@ class ModelSpec:
             **copy.deepcopy(self.processor_kwargs),
         )
 
-    def load_model(self, quantization=None, device_map=None):
-        self.ensure_local()
+    def _kwargs(self, quantization, device_map) -> dict[str, Any]:
+        """`from_pretrained`'s loading arguments (every model kind: VLMs, text encoders)."""
         kwargs: dict[str, Any] = {
             "revision": self.revision,
             "trust_remote_code": self.trust_remote_code,
@@ -76,7 +76,13 @@ class ModelSpec:
         if quantization is not None:
             kwargs["quantization_config"] = quantization
             kwargs["device_map"] = device_map or {"": rank_device(os.environ, torch.cuda.is_available())}
-        model = AutoModelForImageTextToText.from_pretrained(self.pretrained, **kwargs)
+        return kwargs
+
+    def load_model(self, quantization=None, device_map=None):
+        self.ensure_local()
+        model = AutoModelForImageTextToText.from_pretrained(
+            self.pretrained, **self._kwargs(quantization, device_map)
+        )
         if self.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         return model

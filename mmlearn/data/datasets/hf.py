@@ -154,9 +154,7 @@ class HFDataModule(VLMDataModule):
         return named if self.predict_file is None else (*named, PREDICT)
 
     def record_settings(self) -> dict:
-        if not self.folds.enabled:
-            return {}
-        return {"fold": self.folds.fold, "num_folds": self.folds.num_folds, "split_seed": self.folds.seed}
+        return self.folds.recorded()
 
     @cached_property
     def folded(self) -> dict[str, tuple[list[Sample], SplitReport]]:
